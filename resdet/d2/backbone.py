@@ -1,0 +1,180 @@
+"""resdet's networks as Detectron2 backbones: C4 (up to res4), FPN, and VGG-16 (conv5_3).
+
+The builders read the config; the networks themselves come from :mod:`resdet.modeling` and never
+see it (STYLE.md). A resdet network already uses Detectron2's state-dict names (``stem.conv1.*``,
+``res2.0.conv1.norm.*``), and :class:`ResdetBackbone` keeps them: it adopts the network's
+submodules instead of nesting the network, so ``backbone.res2.0.conv1.weight`` is the same key in
+Detectron2's own ResNet and in resdet's, and checkpoints move between the two unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+from detectron2.layers import ShapeSpec as D2ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
+from torch import nn
+
+from resdet.errors import UserError
+from resdet.modeling import arch_info, build_backbone
+
+# Detectron2 ResNet keys that resdet's networks do not implement, with the value they must keep
+# (a key the engine cannot honour is an error, never silently ignored: DESIGN.md).
+_FIXED_RESNET_KEYS = {
+    "MODEL.RESNETS.NUM_GROUPS": 1,
+    "MODEL.RESNETS.RES5_DILATION": 1,
+    "MODEL.RESNETS.STEM_OUT_CHANNELS": 64,
+    "MODEL.RESNETS.DEFORM_ON_PER_STAGE": [False, False, False, False],
+}
+
+
+class ResdetBackbone(Backbone):
+    """A Detectron2 :class:`Backbone` that runs a resdet network (ResNet, plain net or VGG-16).
+
+    Args:
+        net: a network from :func:`resdet.modeling.build_backbone`; its forward returns
+            ``{name: feature}`` and its ``output_shape()`` gives each feature's channels and stride.
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        # Adopt the submodules so state-dict keys carry no extra prefix (see the module docstring);
+        # the network object itself is kept outside the module tree and runs the forward.
+        for name, child in net.named_children():
+            self.add_module(name, child)
+        if any(True for _ in net.parameters(recurse=False)) or any(
+            True for _ in net.buffers(recurse=False)
+        ):
+            raise TypeError("ResdetBackbone needs a network whose tensors live in submodules.")
+        self.__dict__["_net"] = net
+        self._out_features = list(net.out_features)
+        shapes = net.output_shape()
+        self._out_feature_channels = {k: s.channels for k, s in shapes.items()}
+        self._out_feature_strides = {k: s.stride for k, s in shapes.items()}
+
+    @property
+    def net(self) -> nn.Module:
+        """The wrapped resdet network (shares every parameter with this backbone)."""
+        return self._net
+
+    def train(self, mode: bool = True) -> "ResdetBackbone":
+        super().train(mode)
+        self._net.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        if x.dim() != 4:
+            raise ValueError(f"ResdetBackbone takes an (N, C, H, W) tensor; got shape {x.shape}.")
+        return self._net(x)
+
+    def output_shape(self) -> Dict[str, D2ShapeSpec]:
+        return {
+            name: D2ShapeSpec(
+                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
+            )
+            for name in self._out_features
+        }
+
+
+def _resnet_options(cfg) -> dict:
+    """Check the ResNet keys against MODEL.RESDET.ARCH and return resdet's build options."""
+    arch = cfg.MODEL.RESDET.ARCH
+    info = arch_info(arch)
+    if info["family"] != "resnet":
+        raise UserError(
+            f"MODEL.RESDET.ARCH = {arch!r} is not an ImageNet ResNet or plain net; use one of "
+            "resnet18..resnet152 / plain18..plain152 with this backbone (build_resdet_vgg_backbone "
+            "for vgg16)."
+        )
+    depth = cfg.MODEL.RESNETS.DEPTH
+    if depth != info["depth"]:
+        raise UserError(
+            f"MODEL.RESNETS.DEPTH = {depth} disagrees with MODEL.RESDET.ARCH = {arch!r}; set "
+            f"MODEL.RESNETS.DEPTH to {info['depth']} (or change MODEL.RESDET.ARCH)."
+        )
+    checks = dict(_FIXED_RESNET_KEYS)
+    checks["MODEL.RESNETS.WIDTH_PER_GROUP"] = 64
+    # Detectron2 asserts RES2_OUT_CHANNELS = 64 for R18/R34; resdet's stages are fixed by Table 1.
+    checks["MODEL.RESNETS.RES2_OUT_CHANNELS"] = 256 if info["block"] == "bottleneck" else 64
+    for key, expected in checks.items():
+        value = cfg
+        for part in key.split("."):
+            value = value[part]
+        if (list(value) if isinstance(value, (list, tuple)) else value) != expected:
+            raise UserError(
+                f"{key} = {value!r} is not supported by resdet's {arch}; set it to {expected!r}."
+            )
+    return dict(
+        shortcut=cfg.MODEL.RESDET.SHORTCUT or None,
+        stride_in_1x1=cfg.MODEL.RESNETS.STRIDE_IN_1X1,
+        norm=cfg.MODEL.RESNETS.NORM or None,
+    )
+
+
+def _check_input(input_shape: D2ShapeSpec) -> None:
+    if input_shape.channels != 3:
+        raise UserError(
+            f"resdet backbones take 3-channel images; MODEL.PIXEL_MEAN has {input_shape.channels} "
+            "values, give it 3."
+        )
+
+
+@BACKBONE_REGISTRY.register()
+def build_resdet_resnet_backbone(cfg, input_shape: D2ShapeSpec) -> ResdetBackbone:
+    """The paper's C4 backbone (conv1..res4 shared, stride 16; Sec. 4.3 and Appendix A).
+
+    Reads MODEL.RESDET.{ARCH,SHORTCUT}, MODEL.RESNETS.{DEPTH,NORM,STRIDE_IN_1X1,OUT_FEATURES} and
+    MODEL.BACKBONE.FREEZE_AT. With OUT_FEATURES up to res5 it is also the FPN bottom-up.
+    """
+    _check_input(input_shape)
+    options = _resnet_options(cfg)
+    net = build_backbone(
+        cfg.MODEL.RESDET.ARCH,
+        out_features=tuple(cfg.MODEL.RESNETS.OUT_FEATURES),
+        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
+        **options,
+    )
+    return ResdetBackbone(net)
+
+
+@BACKBONE_REGISTRY.register()
+def build_resdet_resnet_fpn_backbone(cfg, input_shape: D2ShapeSpec) -> FPN:
+    """Detectron2's FPN (with a max-pooled P6) over resdet's ResNet bottom-up (the modern setting).
+
+    The bottom-up keys are ``backbone.bottom_up.res2...``, the same as Detectron2's R-FPN models.
+    """
+    bottom_up = build_resdet_resnet_backbone(cfg, input_shape)
+    missing = [f for f in cfg.MODEL.FPN.IN_FEATURES if f not in bottom_up.output_shape()]
+    if missing:
+        raise UserError(
+            f"MODEL.FPN.IN_FEATURES names {', '.join(missing)}, which MODEL.RESNETS.OUT_FEATURES "
+            f"({', '.join(cfg.MODEL.RESNETS.OUT_FEATURES)}) does not produce; add them there."
+        )
+    return FPN(
+        bottom_up=bottom_up,
+        in_features=cfg.MODEL.FPN.IN_FEATURES,
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        norm=cfg.MODEL.FPN.NORM,
+        top_block=LastLevelMaxPool(),
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+    )
+
+
+@BACKBONE_REGISTRY.register()
+def build_resdet_vgg_backbone(cfg, input_shape: D2ShapeSpec) -> ResdetBackbone:
+    """VGG-16 conv1_1..conv5_3 (stride 16, 512 channels), Faster R-CNN's shared layers.
+
+    MODEL.BACKBONE.FREEZE_AT counts conv blocks here: 2 keeps conv1_x and conv2_x fixed, as the
+    Faster R-CNN VGG-16 models did. MODEL.RESDET.ARCH must be "vgg16".
+    """
+    _check_input(input_shape)
+    arch = cfg.MODEL.RESDET.ARCH
+    if arch_info(arch)["family"] != "vgg":
+        raise UserError(
+            f"MODEL.BACKBONE.NAME build_resdet_vgg_backbone needs MODEL.RESDET.ARCH 'vgg16', got "
+            f"{arch!r}; set MODEL.RESDET.ARCH to vgg16."
+        )
+    net = build_backbone(arch, out_features=("conv5_3",), freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)
+    return ResdetBackbone(net)

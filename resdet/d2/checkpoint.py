@@ -1,0 +1,133 @@
+"""MODEL.WEIGHTS for Detectron2 models built from resdet parts, in every format resdet reads.
+
+:class:`ResdetCheckpointer` is Detectron2's ``DetectionCheckpointer`` with three changes:
+
+- Weight names: ``torchvision://resnet101`` and URLs are resolved by
+  :func:`resdet.checkpoint.files.resolve_weights`.
+- Files are read with resdet's safe readers (``.pkl`` through a restricted unpickler that runs no
+  code, ``.pth`` with ``torch.load(weights_only=True)``), then sorted: Detectron2 model-zoo
+  ``.pkl`` files and full Detectron2 checkpoints load as Detectron2 loads them; MSRA/Caffe2 blobs go
+  through Detectron2's own Caffe2 renaming; anything else (resdet pretraining outputs, torchvision
+  and timm files) is renamed by :func:`resdet.checkpoint.formats.convert_to_resdet` and matched by
+  name suffix, so ImageNet weights reach ``backbone.*``, ``roi_heads.res5.*`` and the VGG fc6/fc7.
+- resdet's FrozenBN layers get running mean 0 and variance 1 when a file has only the affine part
+  (MSRA's models), as Detectron2's FrozenBatchNorm2d does, so both give identical outputs.
+
+Saved checkpoints also carry the config (``"cfg"``: YAML text), as DESIGN.md's outputs ask.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, Optional
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
+
+from resdet.checkpoint.files import read_weights_file, resolve_weights
+from resdet.checkpoint.formats import convert_to_resdet
+from resdet.errors import UserError
+from resdet.modeling import FrozenBatchNorm2d
+
+logger = logging.getLogger(__name__)
+
+# Top-level modules of Detectron2's GeneralizedRCNN: a checkpoint whose keys start with these is a
+# whole detector and loads by exact name.
+_DETECTOR_PREFIXES = ("backbone.", "proposal_generator.", "roi_heads.", "pixel_mean", "pixel_std")
+
+
+def _is_detector_state(model_state: Dict[str, Any]) -> bool:
+    keys = [k for k in model_state if isinstance(k, str)]
+    keys = [k[len("module."):] if k.startswith("module.") else k for k in keys]
+    return bool(keys) and any(k.startswith(("proposal_generator.", "roi_heads.")) for k in keys) \
+        and all(k.startswith(_DETECTOR_PREFIXES) for k in keys)
+
+
+class ResdetCheckpointer(DetectionCheckpointer):
+    """Detectron2's checkpointer, reading resdet, torchvision, timm, MSRA and Detectron2 files.
+
+    Args:
+        model: the model (or DDP wrapper) to load into and save.
+        save_dir: where checkpoints and ``last_checkpoint`` go.
+        cfg: the config, saved as YAML text in every checkpoint (optional).
+        **checkpointables: passed to Detectron2's checkpointer (``trainer=``, ``optimizer=``...).
+    """
+
+    def __init__(self, model, save_dir: str = "", *, cfg=None, **checkpointables):
+        super().__init__(model, save_dir, **checkpointables)
+        self._cfg_text: Optional[str] = cfg.dump() if cfg is not None else None
+
+    def load(self, path: str, *args, **kwargs):
+        if path and path.startswith(("torchvision://", "http://", "https://")):
+            path = resolve_weights(path)
+        elif path and not os.path.isfile(path.split("?")[0]):
+            raise UserError(f"MODEL.WEIGHTS file {path} does not exist; give an existing file or "
+                            "a name such as torchvision://resnet101.")
+        return super().load(path, *args, **kwargs)
+
+    def save(self, name: str, **kwargs) -> None:
+        if self._cfg_text is not None:
+            kwargs.setdefault("cfg", self._cfg_text)
+        super().save(name, **kwargs)
+
+    def _load_file(self, filename: str) -> Dict[str, Any]:
+        data = read_weights_file(filename)
+        if not isinstance(data, dict):
+            raise UserError(f"{filename} holds a {type(data).__name__}, not a dict of weights; "
+                            "pass a checkpoint or state-dict file.")
+        if filename.endswith(".pkl"):
+            if "model" in data and "__author__" in data:
+                # Detectron2 model-zoo format: whole-model keys.
+                logger.info("Reading a file from '%s'", data["__author__"])
+                return data
+            blobs = data.get("blobs", data)
+            if isinstance(blobs, dict) and any(
+                isinstance(k, str) and k.endswith("_w") and "." not in k for k in blobs
+            ):
+                # MSRA/Caffe2 names (conv1_w, res2_0_branch2a_w): Detectron2's own renaming.
+                blobs = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
+                return {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
+        model_state = data.get("model") if isinstance(data.get("model"), dict) else None
+        if model_state is not None and _is_detector_state(model_state):
+            return data
+        converted = convert_to_resdet(data, filename)
+        logger.info("Read %s as %s (%d tensors)", filename, converted.source_format,
+                    len(converted.tensors))
+        tensors = {k: v for k, v in converted.tensors.items()
+                   if not k.endswith("num_batches_tracked")}
+        return {"model": tensors, "__author__": "resdet", "matching_heuristics": True}
+
+    def _load_model(self, checkpoint: Dict[str, Any]):
+        if checkpoint.get("matching_heuristics", False):
+            self._convert_ndarray_to_tensor(checkpoint["model"])
+            checkpoint["model"] = align_and_update_state_dicts(
+                self.model.state_dict(),
+                checkpoint["model"],
+                c2_conversion=checkpoint.get("__author__", None) == "Caffe2",
+            )
+            checkpoint["matching_heuristics"] = False
+            if not checkpoint["model"]:
+                raise UserError("MODEL.WEIGHTS matched no weight of the model; check that the "
+                                "file is for MODEL.RESDET.ARCH.")
+        _fill_frozen_bn_stats(self.model, checkpoint["model"])
+        return super()._load_model(checkpoint)
+
+
+def _fill_frozen_bn_stats(model: torch.nn.Module, state: Dict[str, Any]) -> None:
+    """Running mean 0 / variance 1 for resdet FrozenBN layers whose file has only weight and bias.
+
+    Detectron2's FrozenBatchNorm2d does the same for files without running statistics (MSRA's
+    models folded them into the affine part).
+    """
+    for name, module in model.named_modules():
+        if not isinstance(module, FrozenBatchNorm2d):
+            continue
+        prefix = name + "."
+        if prefix + "weight" not in state:
+            continue
+        if prefix + "running_mean" not in state:
+            state[prefix + "running_mean"] = torch.zeros_like(module.running_mean)
+        if prefix + "running_var" not in state:
+            state[prefix + "running_var"] = torch.ones_like(module.running_var)

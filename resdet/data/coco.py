@@ -1,0 +1,165 @@
+"""Load a COCO-format instances file into Detectron2's standard dataset dicts.
+
+Follows ``detectron2/data/datasets/coco.py:load_coco_json`` (images sorted by id, ``bbox_mode``
+XYWH_ABS, category ids mapped to contiguous 0-based ids) but parses with :mod:`json` alone (no
+pycocotools needed) and checks every record: a bad annotation is skipped with a warning naming the
+file and annotation id (see :class:`~resdet.data.detection_checks.ProblemLog`), where Detectron2
+would stop with an assertion or carry the bad box into training. Image files are not opened here;
+the data loader reads them lazily and ``datasets/check.py`` checks them eagerly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+from resdet.data.detection_checks import ProblemLog, box_problem
+from resdet.errors import UserError
+
+logger = logging.getLogger("resdet.data")
+
+XYXY_ABS = 0  # detectron2.structures.BoxMode.XYXY_ABS
+XYWH_ABS = 1  # detectron2.structures.BoxMode.XYWH_ABS
+
+
+def read_json(path: str) -> Any:
+    """Parse a JSON file; a syntax error becomes a :class:`UserError` naming the file and line."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; see datasets/README.md for the expected layout.") \
+            from None
+    except json.JSONDecodeError as e:
+        raise UserError(
+            f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+            "re-download or regenerate it."
+        ) from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not valid JSON (not UTF-8 text); re-download it.") from None
+
+
+def coco_categories(data: dict, json_file: str) -> List[dict]:
+    """The ``categories`` of a parsed COCO file, sorted by id, checked for ``id`` and ``name``."""
+    cats = data.get("categories")
+    if not isinstance(cats, list) or not cats:
+        raise UserError(f"{json_file} has no 'categories' list; a COCO instances file needs one.")
+    for i, c in enumerate(cats):
+        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or "name" not in c:
+            raise UserError(f"{json_file}: categories[{i}] needs an integer 'id' and a 'name'.")
+    return sorted(cats, key=lambda c: c["id"])
+
+
+def load_coco_json(
+    json_file: str,
+    image_root: str,
+    *,
+    id_map: Optional[Dict[int, int]] = None,
+    strict: bool = False,
+    problems: Optional[ProblemLog] = None,
+) -> Tuple[List[dict], List[dict]]:
+    """Load a COCO instances file as Detectron2 dataset dicts.
+
+    Args:
+        json_file: the annotation file (``instances_*.json``).
+        image_root: folder that the images' ``file_name`` are relative to.
+        id_map: dataset category id -> contiguous id; default: the file's categories sorted by id
+            (Detectron2's ``thing_dataset_id_to_contiguous_id``).
+        strict: raise :class:`UserError` at the first bad record instead of skipping it.
+        problems: collects the problems (``datasets/check.py`` passes one); made if not given.
+
+    Returns:
+        ``(dataset_dicts, categories)``; every image listed is kept, also those without boxes
+        (evaluation needs them; training filters them out).
+    """
+    log = problems if problems is not None else ProblemLog(json_file, strict=strict)
+    data = read_json(json_file)
+    if not isinstance(data, dict):
+        raise UserError(f"{json_file} is not a COCO instances file (top level is not an object).")
+    for key in ("images", "annotations"):
+        if not isinstance(data.get(key), list):
+            raise UserError(f"{json_file} has no '{key}' list; a COCO instances file needs one.")
+    cats = coco_categories(data, json_file)
+    if id_map is None:
+        id_map = {c["id"]: i for i, c in enumerate(cats)}
+
+    images: Dict[Any, dict] = {}
+    for i, img in enumerate(data["images"]):
+        if not isinstance(img, dict):
+            log.add(f"{json_file}: images[{i}] is not an object")
+            continue
+        img_id = img.get("id")
+        missing = [k for k in ("id", "file_name", "height", "width") if k not in img]
+        if missing:
+            log.add(f"{json_file}: image {img_id if img_id is not None else f'[{i}]'} lacks "
+                    f"{', '.join(missing)}")
+            continue
+        h, w = img["height"], img["width"]
+        if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
+            log.add(f"{json_file}: image {img_id} ({img['file_name']}) has invalid size "
+                    f"{w}x{h}")
+            continue
+        if img_id in images:
+            log.add(f"{json_file}: image id {img_id} is listed twice ({img['file_name']})")
+            continue
+        images[img_id] = {
+            "file_name": os.path.join(image_root, img["file_name"]),
+            "height": h,
+            "width": w,
+            "image_id": img_id,
+            "annotations": [],
+        }
+
+    seen_ann_ids = set()
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict):
+            log.add(f"{json_file}: annotations[{i}] is not an object")
+            continue
+        ann_id = ann.get("id", f"[{i}]")
+        where = f"{json_file}: annotation id {ann_id}"
+        if ann_id in seen_ann_ids:
+            log.add(f"{where} is not unique")
+            continue
+        seen_ann_ids.add(ann_id)
+        record = images.get(ann.get("image_id"))
+        if record is None:
+            log.add(f"{where} refers to image id {ann.get('image_id')!r}, which is not in 'images'")
+            continue
+        cat = ann.get("category_id")
+        if cat not in id_map:
+            log.add(f"{where} (image {record['file_name']}) has unknown category_id {cat!r}")
+            continue
+        bbox = ann.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            log.add(f"{where} (image {record['file_name']}) has no valid 'bbox' [x, y, w, h]")
+            continue
+        try:
+            x, y, w, h = (float(v) for v in bbox)
+        except (TypeError, ValueError):
+            log.add(f"{where} (image {record['file_name']}) has non-numeric bbox {bbox}")
+            continue
+        why = box_problem((x, y, x + w, y + h), record["width"], record["height"])
+        if why:
+            log.add(f"{where} (image {record['file_name']}) {why}")
+            continue
+        record["annotations"].append({
+            "iscrowd": int(ann.get("iscrowd", 0)),
+            "bbox": [x, y, w, h],
+            "bbox_mode": XYWH_ABS,
+            "category_id": id_map[cat],
+        })
+
+    # Sorted by image id for reproducible order, as Detectron2 does.
+    try:
+        dicts = [images[k] for k in sorted(images)]
+    except TypeError:  # mixed id types: keep file order
+        dicts = list(images.values())
+    for d in dicts:
+        if not d["annotations"]:
+            log.note(f"{d['file_name']}: image has no annotations; kept for evaluation, "
+                     "skipped for training")
+    if problems is None:
+        log.summarize()
+    return dicts, cats

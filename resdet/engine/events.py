@@ -1,0 +1,114 @@
+"""Run-directory outputs shared by every resdet engine: log.txt, metrics.json, eval_results.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from typing import Any, Dict, Optional
+
+from resdet.engine import comm
+from resdet.engine.checkpointer import atomic_write_bytes
+
+METRICS_FILE = "metrics.json"
+EVAL_RESULTS_FILE = "eval_results.json"
+
+
+def setup_logging(output_dir: Optional[str], name: str = "resdet",
+                  level: int = logging.INFO) -> logging.Logger:
+    """Log to stdout (rank 0) and to ``output_dir/log.txt`` (``log.txt.rankN`` on other ranks).
+
+    Args:
+        output_dir: the run directory, or None for console logging only.
+        name: the logger configured (its children inherit it).
+        level: logging level.
+
+    Returns:
+        The configured logger.
+    """
+    logger = logging.getLogger(name)
+    logger.setLevel(level)
+    logger.propagate = False
+    for h in list(logger.handlers):
+        if getattr(h, "_resdet", False):
+            logger.removeHandler(h)
+            h.close()
+    fmt = logging.Formatter("[%(asctime)s %(name)s] %(levelname)s: %(message)s", "%m/%d %H:%M:%S")
+    rank = comm.get_rank()
+    if rank == 0:
+        sh = logging.StreamHandler(sys.stdout)
+        sh.setFormatter(fmt)
+        sh._resdet = True  # type: ignore[attr-defined]
+        logger.addHandler(sh)
+    if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+        fname = "log.txt" if rank == 0 else f"log.txt.rank{rank}"
+        fh = logging.FileHandler(os.path.join(output_dir, fname))
+        fh.setFormatter(fmt)
+        fh._resdet = True  # type: ignore[attr-defined]
+        logger.addHandler(fh)
+    return logger
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # JSON has no NaN/inf; keep the line parseable
+    return v
+
+
+class MetricsWriter:
+    """Appends one JSON object per line to ``output_dir/metrics.json`` (rank 0 only).
+
+    Args:
+        output_dir: the run directory.
+    """
+
+    def __init__(self, output_dir: str):
+        self.path = os.path.join(output_dir, METRICS_FILE)
+        self.enabled = comm.is_main_process()
+
+    def truncate_after(self, iteration: int) -> None:
+        """Drop lines with ``iteration`` greater than ``iteration`` (work redone after resume)."""
+        if not self.enabled or not os.path.isfile(self.path):
+            return
+        keep = []
+        with open(self.path) as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by SIGKILL
+                if rec.get("iteration", -1) <= iteration:
+                    keep.append(json.dumps(rec))
+        atomic_write_bytes(self.path, ("\n".join(keep) + ("\n" if keep else "")).encode())
+
+    def write(self, record: Dict[str, Any]) -> None:
+        """Append ``record`` as one line."""
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+            f.flush()
+
+
+def write_eval_results(output_dir: str, results: Dict[str, Any]) -> str:
+    """Write ``{dataset: {metric: value}}`` to ``output_dir/eval_results.json`` (rank 0)."""
+    path = os.path.join(output_dir, EVAL_RESULTS_FILE)
+    if comm.is_main_process():
+        os.makedirs(output_dir, exist_ok=True)
+        atomic_write_bytes(path, (json.dumps(results, indent=2) + "\n").encode())
+    return path
+
+
+def read_metrics(path: str) -> list:
+    """All records of a metrics.json (lines that do not parse are skipped)."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out

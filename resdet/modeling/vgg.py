@@ -1,0 +1,109 @@
+"""VGG-16 (configuration D of Simonyan & Zisserman), the paper's detection baseline (Sec. 4.3)."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resdet.errors import UserError
+from resdet.modeling.layers import FrozenBatchNorm2d, ShapeSpec, conv_norm
+
+# (block, number of 3x3 convs, channels) for configuration D.
+VGG16_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
+
+
+class VGG(nn.Module):
+    """VGG-16 with Caffe-style layer names (``conv1_1`` .. ``conv5_3``, ``fc6``..``fc8``).
+
+    With ``num_classes`` the forward returns logits, through the same 7x7 adaptive pool, fc6/fc7
+    (4096) with dropout 0.5 and fc8 as torchvision's ``vgg16``; without it, it returns the block
+    outputs named in ``out_features`` (before their max pool; ``conv5_3`` has stride 16).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: Optional[int] = 1000,
+        out_features: Optional[Sequence[str]] = None,
+        norm: Optional[str] = None,
+        freeze_at: int = 0,
+        fc_dim: int = 4096,
+    ):
+        super().__init__()
+        self.num_classes = num_classes
+        self._shapes: Dict[str, ShapeSpec] = {}
+        self.block_layers: List[List[str]] = []
+        in_channels = 3
+        for block, count, channels in VGG16_BLOCKS:
+            names = [f"conv{block}_{i + 1}" for i in range(count)]
+            for name in names:
+                self.add_module(name, conv_norm(in_channels, channels, 3, norm=norm))
+                in_channels = channels
+            self.block_layers.append(names)
+            self._shapes[names[-1]] = ShapeSpec(channels, 2 ** (block - 1))
+        if num_classes is not None:
+            self.fc6 = nn.Linear(512 * 7 * 7, fc_dim)
+            self.fc7 = nn.Linear(fc_dim, fc_dim)
+            self.fc8 = nn.Linear(fc_dim, num_classes)
+            self.out_features = ["conv5_3"]
+        else:
+            self.out_features = list(out_features or ["conv5_3"])
+            for name in self.out_features:
+                if name not in self._shapes:
+                    raise UserError(f"Unknown VGG-16 output feature {name!r}; use one of "
+                                    f"{', '.join(self._shapes)}.")
+        self._init_weights()
+        self.freeze(freeze_at)
+
+    def _init_weights(self) -> None:
+        # torchvision's vgg16 initialisation, so that both start from the same distribution.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def output_shape(self) -> Dict[str, ShapeSpec]:
+        return {name: self._shapes[name] for name in self.out_features}
+
+    @property
+    def size_divisibility(self) -> int:
+        return 0
+
+    def freeze(self, freeze_at: int = 0) -> "VGG":
+        """Freeze conv blocks 1..``freeze_at`` (Faster R-CNN keeps conv1 and conv2 fixed)."""
+        for names in self.block_layers[:freeze_at]:
+            for name in names:
+                module = getattr(self, name)
+                for p in module.parameters():
+                    p.requires_grad_(False)
+                FrozenBatchNorm2d.convert_frozen_batchnorm(module)
+        return self
+
+    def forward_features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        outputs = {}
+        last = max(i for i, names in enumerate(self.block_layers)
+                   if names[-1] in self.out_features)
+        for i, names in enumerate(self.block_layers[: last + 1]):
+            if i > 0:
+                x = F.max_pool2d(x, kernel_size=2, stride=2)
+            for name in names:
+                x = F.relu(getattr(self, name)(x))
+            if names[-1] in self.out_features:
+                outputs[names[-1]] = x
+        return outputs
+
+    def forward(self, x: torch.Tensor):
+        if self.num_classes is None:
+            return self.forward_features(x)
+        x = F.max_pool2d(self.forward_features(x)["conv5_3"], kernel_size=2, stride=2)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, (7, 7)), 1)
+        x = F.dropout(F.relu(self.fc6(x)), 0.5, self.training)
+        x = F.dropout(F.relu(self.fc7(x)), 0.5, self.training)
+        return self.fc8(x)

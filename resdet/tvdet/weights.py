@@ -1,0 +1,85 @@
+"""``MODEL.WEIGHTS`` for the torchvision engine: a whole detector of this engine, or backbone
+weights in any layout :func:`resdet.checkpoint.load_weights` reads.
+
+A detector trained here stores its backbone under ``backbone.body.`` (resdet's names) and the C4
+res5 head under ``roi_heads.box_head.res5.``, so :func:`resdet.checkpoint.load_weights` finds
+both in its ``model_final.pth`` and the Detectron2 engine can start from it (and vice versa).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict
+
+import torch
+from torch import nn
+
+from resdet.checkpoint import convert_to_resdet, load_weights, read_weights_file, resolve_weights
+
+logger = logging.getLogger(__name__)
+
+_HEAD_KEYS = ("fc6.", "fc7.")
+
+
+def _is_own_detector(sd: Dict[str, torch.Tensor]) -> bool:
+    return any(k.startswith("rpn.head.") for k in sd) and any(
+        k.startswith("roi_heads.box_predictor.") for k in sd)
+
+
+def load_detector_weights(model: nn.Module, weights: str) -> None:
+    """Load ``weights`` into a :class:`~resdet.tvdet.model.ResdetFasterRCNN`.
+
+    A checkpoint of this engine (``model_final.pth``) fills the whole detector; keys whose shape
+    differs (another ``NUM_CLASSES``) are skipped with a warning, as Detectron2 does. Anything
+    else is backbone weights: they go to the backbone, the C4 res5 head (``res5.*``) and the
+    VGG-16 fc6/fc7 head, renamed from their layout by :mod:`resdet.checkpoint`.
+
+    Raises:
+        UserError: unreadable file, or no weight fits (from :func:`load_weights`).
+    """
+    obj = read_weights_file(resolve_weights(weights))
+    sd = obj.get("model", obj) if isinstance(obj, dict) else obj
+    if isinstance(sd, dict):
+        sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    if isinstance(sd, dict) and _is_own_detector(sd):
+        own = model.state_dict()
+        keep = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+        skipped = [k for k in sd if k in own and k not in keep]
+        if skipped:
+            logger.warning("Skipped %d weights of %s whose shape differs from the model: %s",
+                           len(skipped), weights, ", ".join(skipped))
+        result = model.load_state_dict(keep, strict=False)
+        logger.info("Loaded detector weights from %s (%d tensors; %d missing).", weights,
+                    len(keep), len(result.missing_keys))
+        return
+    tensors = convert_to_resdet(obj, str(weights)).tensors
+    body = {k: v for k, v in tensors.items() if not k.startswith(("res5.",) + _HEAD_KEYS)}
+    if "res5" in dict(model.backbone.body.named_children()):
+        body = tensors  # FPN uses res5 in the backbone
+    load_weights(model.backbone.body, body, arch=str(weights))
+    head = model.roi_heads.box_head
+    if hasattr(head, "res5"):
+        load_weights(head.res5, tensors, source_prefix="res5.", arch="res5 box head")
+    elif hasattr(head, "fc6"):
+        fc = {k: v for k, v in tensors.items() if k.startswith(_HEAD_KEYS)}
+        if fc:
+            load_weights(head, fc, arch="fc6/fc7 box head")
+        else:
+            logger.warning("%s has no fc6/fc7 weights; the VGG-16 box head starts random.",
+                           weights)
+
+
+def backbone_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """The detector's network weights under resdet's (= Detectron2's backbone) names.
+
+    C4 detectors include their res5 head as ``res5.*`` and VGG-16 detectors their ``fc6``/``fc7``,
+    so the result loads into ``resdet.modeling.build_backbone(..., out_features=("res5",))``
+    (or the VGG-16 classifier without ``fc8``) with every key matched.
+    """
+    out = {k: v.detach().clone() for k, v in model.backbone.body.state_dict().items()}
+    head = model.roi_heads.box_head
+    if hasattr(head, "res5"):
+        out.update({f"res5.{k}": v.detach().clone() for k, v in head.res5.state_dict().items()})
+    elif hasattr(head, "fc6"):
+        out.update({k: v.detach().clone() for k, v in head.state_dict().items()})
+    return out

@@ -1,0 +1,28 @@
+"""resdet: the ResNet paper's networks, recipes and detection experiments, as a Detectron2 plugin."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="resdet",
+    version="0.1.0",
+    description=(
+        "Deep Residual Learning for Image Recognition (He et al., 2015) end to end: networks, "
+        "ImageNet/CIFAR recipes, and Faster R-CNN on Detectron2 or torchvision."
+    ),
+    packages=find_packages(include=["resdet", "resdet.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        # torchvision>=0.29's registry wheels bring the CUDA build of torch, which also runs on a CPU.
+        "torch>=2.4",
+        "torchvision>=0.29",
+        "fvcore>=0.1.5",
+        "pycocotools>=2.0.7",
+        "faster-coco-eval>=1.6",
+        "opencv-python-headless>=4.8",
+        "numpy",
+        "tqdm",
+        "matplotlib",
+        "pyyaml",
+    ],
+    extras_require={"dev": ["pytest>=7", "pytest-timeout", "ruff>=0.5"]},
+)

@@ -1,0 +1,17 @@
+import os
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+# Tests are small; more threads only fight each other on a 2-core CI machine.
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def repo_root() -> str:
+    return ROOT

@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""Convert weights between layouts: any supported file -> resdet ``.pth`` or Detectron2 ``.pkl``.
+
+Reads torchvision/timm ResNet and VGG state dicts, Detectron2 checkpoints and ``.pkl`` files,
+MSRA/Caffe2 ``.pkl`` blobs and resdet checkpoints, loads them into ``build_classifier(--arch)``
+(or the backbone when the file has no classifier head), and writes the result.
+
+Examples:
+    python tools/convert_weights.py --src resnet50-0676ba61.pth --arch resnet50 --out r50.pth
+    python tools/convert_weights.py --src R-50.pkl --arch resnet50 --out r50.pkl --to detectron2
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+from resdet.checkpoint import (  # noqa: E402
+    convert_to_resdet,
+    load_weights,
+    read_weights_file,
+    resolve_weights,
+    save_detectron2_pkl,
+    save_resdet_weights,
+)
+from resdet.cli import run_main  # noqa: E402
+from resdet.modeling import arch_info, build_backbone, build_classifier  # noqa: E402
+
+logger = logging.getLogger("convert_weights")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--src", required=True,
+                   help="weights file, torchvision://resnet50 (etc.) or URL")
+    p.add_argument("--arch", required=True, help="resdet architecture name, e.g. resnet50")
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--to", choices=("resdet", "detectron2"), default=None,
+                   help="output layout (default: detectron2 for a .pkl --out, else resdet)")
+    p.add_argument("--shortcut", default=None, choices=("A", "B", "C"),
+                   help="shortcut option the weights were trained with (default: the paper's)")
+    p.add_argument("--c4-head", action="store_true",
+                   help="detectron2 output: name res5 roi_heads.res5 and the rest backbone.*")
+    p.add_argument("--sha256", default=None, help="refuse --src unless its sha256 is this")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    info = arch_info(args.arch)  # unknown names fail here, listing the valid ones
+    obj = read_weights_file(resolve_weights(args.src, sha256=args.sha256))
+    converted = convert_to_resdet(obj, args.src)
+    head = "fc8.weight" if info["family"] == "vgg" else "fc.weight"
+    options = {"shortcut": args.shortcut} if args.shortcut else {}
+    if head in converted.tensors:
+        num_classes = converted.tensors[head].shape[0]
+        model = build_classifier(args.arch, num_classes=num_classes, **options)
+        what = f"classifier ({num_classes} classes)"
+    else:
+        model = build_backbone(args.arch, out_features=(info["stages"][-1],), **options)
+        what = "backbone (the file has no classifier head)"
+    logger.info("Read %s (%s); building %s %s", args.src, converted.source_format, args.arch, what)
+    # strict: a converted file must not silently carry randomly initialised layers
+    load_weights(model, obj, arch=args.arch, strict=True, source=args.src)
+    to = args.to or ("detectron2" if args.out.endswith(".pkl") else "resdet")
+    if to == "detectron2":
+        save_detectron2_pkl(model, args.out, c4_head=args.c4_head)
+    else:
+        save_resdet_weights(model, args.out, arch=args.arch, source=args.src)
+    logger.info("Wrote %s (%s layout, %d tensors)", args.out, to, len(model.state_dict()))
+
+
+if __name__ == "__main__":
+    run_main(main)
