@@ -7,6 +7,7 @@ import logging
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from resdet.checkpoint.safe_pickle import allowed_globals, load_plain_pickle
+from resdet.checkpoint.safe_pickle import TorchFileError, allowed_globals, load_plain_pickle
 from resdet.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -74,11 +75,12 @@ def _download(url: str, spec: str) -> str:
     try:
         torch.hub.download_url_to_file(url, dst, hash_prefix, progress=False)
     except RuntimeError as e:
-        if "hash" in str(e):
+        reason = str(e).splitlines()[0]
+        if "hash" in reason:
             raise UserError(f"refusing the download of {url}: its hash does not match the "
-                            f"published one ({str(e).splitlines()[0]}); download it again") from None
-        raise UserError(f"downloading {url} failed ({str(e).splitlines()[0]}); download the "
-                        "file manually and pass its path instead") from None
+                            f"published one ({reason}); download it again") from None
+        raise UserError(f"downloading {url} failed ({reason}); download the file manually and "
+                        f"pass its path instead of {spec!r}") from None
     except Exception as e:  # noqa: BLE001 - URLError, timeouts, DNS: all mean "no network"
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"downloading {url} failed ({reason}); download the file manually "
@@ -117,7 +119,10 @@ def resolve_weights(spec: str | Path, *, sha256: str | None = None) -> str:
 def _torch_load_safe(path: Path) -> Any:
     """``torch.load(weights_only=True)``; numpy arrays admitted where torch allows adding them."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of legacy files; the outcome is what counts
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as first:  # noqa: BLE001
         error = first
     if isinstance(error, pickle.UnpicklingError) and hasattr(
@@ -132,15 +137,21 @@ def _torch_load_safe(path: Path) -> Any:
         # a plain pickle saved under another extension: the restricted unpickler decides
         try:
             return load_plain_pickle(path)
+        except TorchFileError:
+            pass
         except UserError as e:
             if "asks to load" in str(e):
                 raise
     text = str(error)
-    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    # torch words this differently across versions ("Unsupported global: GLOBAL x.y",
+    # "Trying to load unsupported GLOBAL x.y whose module x is blocked")
+    m = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)", text, flags=re.IGNORECASE)
     if m:
         raise UserError(f"{path} is not a plain weight file: it asks to load {m.group(1)}, which "
                         "resdet refuses to run (torch.load weights_only)") from None
-    reason = text.splitlines()[0] if text else type(error).__name__
+    m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    reason = m.group(1) if m else text.splitlines()[0] if text else type(error).__name__
+    reason = re.split(r"(?<=[a-z])\. ", reason)[0][:200]  # first sentence only
     raise UserError(f"{path} could not be read as a torch checkpoint ({reason}); check that it is "
                     "a complete .pth/.pkl weight file") from None
 
@@ -154,6 +165,9 @@ def read_weights_file(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist; check the path")
-    if path.suffix == ".pkl":
-        return load_plain_pickle(path)
+    if path.suffix == ".pkl" and not zipfile.is_zipfile(path):
+        try:
+            return load_plain_pickle(path)
+        except TorchFileError:
+            pass  # torch.save output named .pkl: torch's weights_only reader is just as safe
     return _torch_load_safe(path)

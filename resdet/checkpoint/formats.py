@@ -109,7 +109,7 @@ def caffe2_to_resdet_name(name: str) -> str:
 
 
 def torchvision_resnet_to_resdet_name(name: str) -> str:
-    """Rename one torchvision/timm ResNet key (``layer1.0.bn2.weight`` -> ``res2.0.conv2.norm.weight``)."""
+    """Rename a torchvision/timm ResNet key (``layer1.0.bn2.*`` -> ``res2.0.conv2.norm.*``)."""
     m = re.match(r"^layer(\d)\.(\d+)\.(.*)$", name)
     if m:
         rest = m.group(3)
@@ -249,5 +249,22 @@ def convert_to_resdet(obj: Any, source: str = "<state dict>") -> ConvertedWeight
                                 f"name '{r}'; the file mixes two models, pass a single model")
             seen[r] = n
     out = {renamed[n]: tensors[n] for n in names}
-    return ConvertedWeights(tensors=out, source_names={renamed[n]: n for n in names},
-                            source_format=layout, ignored=ignored)
+    source_names = {renamed[n]: n for n in names}
+    if layout.startswith("torchvision VGG"):
+        _fold_conv_bias_into_bn(out, source_names)
+    return ConvertedWeights(tensors=out, source_names=source_names, source_format=layout,
+                            ignored=ignored)
+
+
+def _fold_conv_bias_into_bn(tensors: dict[str, torch.Tensor], source_names: dict[str, str]
+                            ) -> None:
+    """vgg16_bn has a conv bias before each BN; resdet's conv-with-norm has none.
+
+    BN subtracts its mean, so ``BN(conv(x) + b)`` equals ``BN'(conv(x))`` with running mean
+    ``mean - b`` (and in training the bias cancels out anyway).
+    """
+    for name in [n for n in tensors if n.endswith(".bias") and not n.endswith(".norm.bias")]:
+        mean_key = name[: -len("bias")] + "norm.running_mean"
+        if mean_key in tensors and tensors[mean_key].shape == tensors[name].shape:
+            tensors[mean_key] = tensors[mean_key] - tensors.pop(name)
+            source_names.pop(name)

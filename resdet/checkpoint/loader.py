@@ -118,6 +118,8 @@ def load_weights(
         obj = read_weights_file(resolve_weights(weights, sha256=sha256))
     else:
         source, obj = source or "<state dict>", weights
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        model = model.module
     converted = convert_to_resdet(obj, source)
     report = LoadReport(source_format=converted.source_format)
     what = f"{source} ({converted.source_format})"
@@ -170,7 +172,8 @@ def load_weights(
     if strict and report.missing:
         raise UserError(f"{source} lacks {len(report.missing)} weights the model"
                         f"{' ' + arch if arch else ''} needs ({group_names(report.missing[:8])}"
-                        f"{', ...' if len(report.missing) > 8 else ''}); pass complete weights")
+                        f"{', ...' if len(report.missing) > 8 else ''}); check the architecture "
+                        "name or pass complete weights")
 
     model.load_state_dict(new_sd, strict=False)
     _log_report(report, what, converted.ignored, outside, source_prefix)

@@ -58,6 +58,14 @@ def allowed_globals() -> list:
             continue
         if obj not in out and getattr(obj, "__module__", None) not in ("builtins", None):
             out.append(obj)
+    # torch's weights_only unpickler rebuilds numpy dtypes from their classes (numpy >= 1.25)
+    import numpy as np
+
+    for kind in ("?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "c8",
+                 "c16"):
+        cls = type(np.dtype(kind))
+        if cls is not np.dtype and cls not in out:
+            out.append(cls)
     return out
 
 
@@ -65,6 +73,14 @@ class _RefusedGlobal(Exception):
     def __init__(self, qualname: str):
         super().__init__(qualname)
         self.qualname = qualname
+
+
+# torch.save's legacy (non-zip) format starts with this pickled number
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+class TorchFileError(UserError):
+    """The file is torch-serialized (tensors as persistent ids), so torch.load must read it."""
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -78,7 +94,7 @@ class _PlainUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         # torch's legacy format stores tensors as persistent ids; a plain pickle never does
-        raise _RefusedGlobal(f"persistent object {str(pid)[:40]}")
+        raise TorchFileError("persistent id")
 
 
 def load_plain_pickle(path: str | Path) -> dict:
@@ -100,6 +116,9 @@ def load_plain_pickle(path: str | Path) -> dict:
     try:
         with open(path, "rb") as f:
             obj = _PlainUnpickler(f, encoding="latin1").load()
+    except TorchFileError:
+        raise TorchFileError(f"{path} is a torch-serialized file, not a plain pickle; read it "
+                             "with torch.load (name it .pth)") from None
     except _RefusedGlobal as e:
         raise UserError(f"{path} is not a plain weight pickle: it asks to load {e.qualname}, "
                         "which resdet refuses to run") from None
@@ -108,8 +127,11 @@ def load_plain_pickle(path: str | Path) -> dict:
                         "download it again") from None
     except Exception as e:  # noqa: BLE001 - any failure inside pickle means a broken file
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"{path} is not a readable weight pickle ({reason}; truncated or corrupt "
-                        "file?): download it again") from None
+        raise UserError(f"{path} is not a readable weight pickle ({reason}): the file is "
+                        "truncated or corrupt, download it again") from None
+    if obj == _TORCH_LEGACY_MAGIC:
+        raise TorchFileError(f"{path} is a torch-serialized file, not a plain pickle; read it "
+                             "with torch.load (name it .pth)")
     if not isinstance(obj, dict):
         raise UserError(f"{path} holds a pickled {type(obj).__name__}, not a dict of weights; "
                         "pass a Detectron2 or MSRA weight .pkl")

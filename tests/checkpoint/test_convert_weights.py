@@ -1,0 +1,84 @@
+"""tools/convert_weights.py: resdet -> Detectron2 .pkl -> resdet gives back the same tensors."""
+
+import importlib.util
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+import torchvision
+
+from resdet.checkpoint import load_plain_pickle, save_resdet_weights
+from resdet.errors import UserError
+from resdet.modeling import build_classifier
+
+
+def _convert(repo_root, *args):
+    return subprocess.run([sys.executable, "tools/convert_weights.py", *args], cwd=repo_root,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_round_trip_through_detectron2_pkl(repo_root, tmp_path):
+    torch.manual_seed(0)
+    model = build_classifier("resnet18", num_classes=10)
+    for buf_name, buf in model.named_buffers():
+        if buf_name.endswith("running_var"):
+            buf.uniform_(0.5, 1.5)
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    save_resdet_weights(model, tmp_path / "r18.pth", arch="resnet18")
+
+    proc = _convert(repo_root, "--src", str(tmp_path / "r18.pth"), "--arch", "resnet18",
+                    "--out", str(tmp_path / "r18.pkl"), "--to", "detectron2")
+    assert proc.returncode == 0, proc.stderr
+    d2 = load_plain_pickle(tmp_path / "r18.pkl")
+    assert d2["__author__"] == "resdet"
+    assert d2["model"]["fc.weight"].shape == (10, 512)
+
+    proc = _convert(repo_root, "--src", str(tmp_path / "r18.pkl"), "--arch", "resnet18",
+                    "--out", str(tmp_path / "back.pth"))
+    assert proc.returncode == 0, proc.stderr
+    assert "0 missing" in proc.stderr
+    back = torch.load(tmp_path / "back.pth", weights_only=True)
+    assert back["arch"] == "resnet18" and back["source"] == str(tmp_path / "r18.pkl")
+    skip = "num_batches_tracked"
+    assert {k for k in back["model"] if skip not in k} == {k for k in original if skip not in k}
+    for k, v in back["model"].items():
+        if skip not in k:
+            torch.testing.assert_close(v, original[k], rtol=0, atol=0)
+
+
+def test_torchvision_backbone_file_to_resdet(repo_root, tmp_path):
+    """A file without a classifier head becomes a backbone checkpoint."""
+    sd = torchvision.models.resnet18(weights=None).state_dict()
+    sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
+    torch.save(sd, tmp_path / "tv.pth")
+    proc = _convert(repo_root, "--src", str(tmp_path / "tv.pth"), "--arch", "resnet18",
+                    "--out", str(tmp_path / "out.pth"))
+    assert proc.returncode == 0, proc.stderr
+    out = torch.load(tmp_path / "out.pth", weights_only=True)["model"]
+    assert "fc.weight" not in out
+    torch.testing.assert_close(out["res5.1.conv2.norm.weight"], sd["layer4.1.bn2.weight"])
+
+
+def test_missing_file_is_one_line(repo_root, tmp_path):
+    proc = _convert(repo_root, "--src", str(tmp_path / "missing.pkl"), "--arch", "resnet18",
+                    "--out", str(tmp_path / "o.pth"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: weights file {tmp_path / 'missing.pkl'} does not exist; check the path"]
+
+
+
+def test_wrong_architecture_writes_nothing(repo_root, tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "convert_weights", os.path.join(repo_root, "tools", "convert_weights.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with open(tmp_path / "vgg.pkl", "wb") as f:  # a VGG file for a ResNet: nothing fits
+        pickle.dump({"blobs": {"conv1_1_w": torch.zeros(64, 3, 3, 3).numpy()}}, f)
+    with pytest.raises(UserError, match="fits the model resnet18"):
+        tool.main(["--src", str(tmp_path / "vgg.pkl"), "--arch", "resnet18",
+                   "--out", str(tmp_path / "o.pth")])
+    assert not (tmp_path / "o.pth").exists()
