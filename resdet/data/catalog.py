@@ -136,7 +136,8 @@ def get_dataset_dicts(name: str, *, strict: bool = False) -> List[dict]:
     return loader(strict=strict) if takes_strict else loader()
 
 
-def _missing(name: str, path: str) -> UserError:
+def missing_dataset_error(name: str, path: str) -> UserError:
+    """The error for a dataset whose file or folder ``path`` is not on disk."""
     return UserError(
         f"Dataset {name} is not on disk: {path} does not exist; put it there in the official "
         f"layout (see {_README}) or set $DETECTRON2_DATASETS to the folder that holds it."
@@ -164,7 +165,7 @@ def _load_coco(name: str, strict: bool = False) -> List[dict]:
     meta = _coco_metadata(name)
     for path in (meta["json_file"], meta["image_root"]):
         if not os.path.exists(path):
-            raise _missing(name, path)
+            raise missing_dataset_error(name, path)
     dicts, _ = load_coco_json(meta["json_file"], meta["image_root"],
                               id_map=meta["thing_dataset_id_to_contiguous_id"], strict=strict)
     return dicts
@@ -187,8 +188,10 @@ def _load_voc(name: str, dirname: str, split: str, year: int, strict: bool = Fal
     from resdet.data.voc import load_voc_instances
 
     meta = _voc_metadata(name, dirname, split, year)
-    if not os.path.isdir(meta["dirname"]):
-        raise _missing(name, meta["dirname"])
+    for path in (meta["dirname"], os.path.join(meta["dirname"], "ImageSets", "Main",
+                                               split + ".txt")):
+        if not os.path.exists(path):
+            raise missing_dataset_error(name, path)
     return load_voc_instances(meta["dirname"], split, meta["thing_classes"],
                               labels_required=not (year == 2012 and split == "test"),
                               strict=strict)

@@ -91,10 +91,15 @@ def load_coco_json(
             log.add(f"{json_file}: images[{i}] is not an object")
             continue
         img_id = img.get("id")
+        if not isinstance(img_id, (int, str)):
+            img_id = None
         missing = [k for k in ("id", "file_name", "height", "width") if k not in img]
         if missing:
             log.add(f"{json_file}: image {img_id if img_id is not None else f'[{i}]'} lacks "
                     f"{', '.join(missing)}")
+            continue
+        if img_id is None:
+            log.add(f"{json_file}: images[{i}] has an 'id' that is not an integer")
             continue
         h, w = img["height"], img["width"]
         if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
@@ -118,17 +123,20 @@ def load_coco_json(
             log.add(f"{json_file}: annotations[{i}] is not an object")
             continue
         ann_id = ann.get("id", f"[{i}]")
+        if not isinstance(ann_id, (int, str)):
+            ann_id = f"[{i}]"
         where = f"{json_file}: annotation id {ann_id}"
         if ann_id in seen_ann_ids:
             log.add(f"{where} is not unique")
             continue
         seen_ann_ids.add(ann_id)
-        record = images.get(ann.get("image_id"))
+        ann_img = ann.get("image_id")
+        record = images.get(ann_img) if isinstance(ann_img, (int, str)) else None
         if record is None:
             log.add(f"{where} refers to image id {ann.get('image_id')!r}, which is not in 'images'")
             continue
         cat = ann.get("category_id")
-        if cat not in id_map:
+        if not isinstance(cat, int) or cat not in id_map:
             log.add(f"{where} (image {record['file_name']}) has unknown category_id {cat!r}")
             continue
         bbox = ann.get("bbox")
@@ -144,8 +152,12 @@ def load_coco_json(
         if why:
             log.add(f"{where} (image {record['file_name']}) {why}")
             continue
+        iscrowd = ann.get("iscrowd", 0)
+        if iscrowd not in (0, 1):
+            log.add(f"{where} (image {record['file_name']}) has iscrowd {iscrowd!r}, not 0 or 1")
+            continue
         record["annotations"].append({
-            "iscrowd": int(ann.get("iscrowd", 0)),
+            "iscrowd": int(iscrowd),
             "bbox": [x, y, w, h],
             "bbox_mode": XYWH_ABS,
             "category_id": id_map[cat],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from typing import List, Optional, Sequence
 
 from resdet.errors import UserError
@@ -39,8 +40,9 @@ class ProblemLog:
     def add(self, message: str) -> None:
         """Record one problem; ``message`` is a sentence naming the file and what is wrong."""
         if self.strict:
-            raise UserError(message + " (strict mode: fix or remove it, or load non-strictly "
-                            "to skip such records with a warning)")
+            raise UserError(message + "; fix or remove it (datasets/check.py lists every "
+                            "problem), or set DATALOADER.SKIP_BAD_SAMPLES True to skip such "
+                            "records with a warning")
         self.problems.append(message)
         if len(self.problems) <= self.max_warnings:
             logger.warning("%s; skipped.", message)
@@ -95,3 +97,77 @@ def filter_empty_annotations(dataset_dicts: List[dict], name: str = "") -> List[
         logger.info("%s: removed %d images without annotations for training; %d left.",
                     name or "dataset", n, len(kept))
     return kept
+
+
+def check_images(dataset_dicts: List[dict], log: ProblemLog, *, decode: bool = True,
+                 workers: int = 0) -> None:
+    """Open every image eagerly: missing, unreadable or truncated files, and sizes that differ
+    from the annotation's, are added to ``log``.
+
+    Args:
+        decode: decode the pixels (finds truncated files); ``False`` reads only the headers.
+        workers: threads (0: one per CPU); OpenCV and PIL release the GIL while decoding.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from resdet.data.image_io import image_size, read_image
+
+    def one(d: dict) -> str:
+        try:
+            if decode:
+                h, w = read_image(d["file_name"]).shape[:2]
+            else:
+                h, w = image_size(d["file_name"])
+        except UserError as e:
+            return str(e).split(";")[0]
+        if (h, w) != (d["height"], d["width"]):
+            return (f"Image {d['file_name']} is {w}x{h} but its annotation says "
+                    f"{d['width']}x{d['height']}")
+        return ""
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        for msg in pool.map(one, dataset_dicts):
+            if msg:
+                log.add(msg)
+
+
+def check_dataset(name: str, *, decode: bool = True) -> ProblemLog:
+    """Validate a builtin detection dataset eagerly: annotations and every image.
+
+    Returns:
+        The :class:`ProblemLog` with every problem (``.problems``), notes (``.notes``, e.g.
+        images without boxes), and ``.num_images`` / ``.num_boxes`` of the usable records.
+
+    Raises:
+        UserError: the dataset is unknown, not on disk, or not a detection dataset.
+    """
+    from resdet.data import catalog
+    from resdet.data.coco import load_coco_json
+    from resdet.data.voc import load_voc_instances
+
+    meta = catalog.get_metadata(name)
+    kind = meta.get("evaluator_type")
+    catalog.ensure_generated(name)
+    if kind == "coco":
+        for path in (meta["json_file"], meta["image_root"]):
+            if not os.path.exists(path):
+                raise catalog.missing_dataset_error(name, path)
+        log = ProblemLog(meta["json_file"], max_warnings=0)
+        dicts, _ = load_coco_json(meta["json_file"], meta["image_root"],
+                                  id_map=meta.get("thing_dataset_id_to_contiguous_id"),
+                                  problems=log)
+    elif kind == "pascal_voc":
+        if not os.path.isdir(meta["dirname"]):
+            raise catalog.missing_dataset_error(name, meta["dirname"])
+        log = ProblemLog(meta["dirname"], max_warnings=0)
+        dicts = load_voc_instances(meta["dirname"], meta["split"], meta["thing_classes"],
+                                   labels_required=not (meta["year"] == 2012
+                                                        and meta["split"] == "test"),
+                                   problems=log)
+    else:
+        raise UserError(f"{name} is not a detection dataset (evaluator_type {kind!r}); "
+                        "datasets/check.py validates coco_*, voc_* and shapes_* datasets.")
+    check_images(dicts, log, decode=decode)
+    log.num_images = len(dicts)
+    log.num_boxes = sum(len(d["annotations"]) for d in dicts)
+    return log

@@ -23,7 +23,7 @@ _FIX = "re-download or re-extract it, or remove it from the dataset (datasets/ch
 
 
 def _jpeg_is_truncated(data: bytes) -> bool:
-    """True when a JPEG byte string lacks its end: OpenCV decodes such files silently, grey-filled."""
+    """True when JPEG bytes lack their end (OpenCV decodes such files silently, grey-filled)."""
     if _JPEG_END in data[-_JPEG_TAIL:]:
         return False
     from PIL import Image  # only for the rare file with data after its end marker
@@ -65,22 +65,24 @@ def read_image(path: str, format: str = "BGR") -> np.ndarray:  # noqa: A002 (Det
             "(see datasets/README.md), or run datasets/check.py on it."
         ) from None
     except OSError as e:
-        raise UserError(f"Image {path} cannot be read ({e.strerror}); check its permissions.") from None
+        raise UserError(f"Image {path} cannot be read ({e.strerror}); check its permissions.") \
+            from None
     if not data:
         raise UserError(f"Image {path} is empty; {_FIX}.")
+    if data[:2] == _JPEG_START and _jpeg_is_truncated(data):
+        raise UserError(f"Image {path} is a truncated JPEG; {_FIX}.")
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise UserError(f"Image {path} is not a readable image (corrupt or truncated); "
                         f"{_FIX}.")
-    if data[:2] == _JPEG_START and _jpeg_is_truncated(data):
-        raise UserError(f"Image {path} is a truncated JPEG; {_FIX}.")
     if format == "RGB":
         img = np.ascontiguousarray(img[:, :, ::-1])
     return img
 
 
 def image_size(path: str) -> tuple:
-    """Return ``(height, width)`` from the image header without decoding the pixels.
+    """Return ``(height, width)`` from the image header without decoding the pixels (after the
+    EXIF orientation, as :func:`read_image` returns the image).
 
     Raises:
         UserError: the file is missing or not an image.
@@ -92,6 +94,9 @@ def image_size(path: str) -> tuple:
     try:
         with Image.open(path) as im:
             w, h = im.size
+            # EXIF orientations 5-8 rotate by 90 degrees, which read_image applies.
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                w, h = h, w
     except (OSError, SyntaxError, ValueError):
         raise UserError(f"Image {path} is not a readable image; {_FIX}.") from None
     return h, w

@@ -58,6 +58,9 @@ def parse_voc_xml(
     except FileNotFoundError:
         log.add(f"{anno_file} does not exist (its image id is in the split's ImageSets file)")
         return None
+    except OSError as e:
+        log.add(f"{anno_file} cannot be read ({e.strerror})")
+        return None
     except ET.ParseError as e:
         line, col = e.position
         log.add(f"{anno_file} is not valid XML (line {line}, column {col}: "

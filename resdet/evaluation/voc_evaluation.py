@@ -209,7 +209,7 @@ class PascalVOCEvaluator:
         if not self._has_labels and not output_dir:
             raise UserError(f"{dataset_name} has no public labels, so its detections are written "
                             "as evaluation-server files: give an output directory "
-                            "(TEST.VOC_SUBMISSION_DIR).")
+                            "(TEST.VOC_SUBMISSION_DIR; tools/evaluate.py --output DIR).")
         self._gt = None
         self.reset()
 

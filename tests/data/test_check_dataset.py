@@ -1,0 +1,103 @@
+"""read_image's errors, and datasets/check.py listing every problem of a dataset."""
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from resdet.data import read_image
+from resdet.data.tiny_datasets import make_tiny_coco, make_tiny_voc
+from resdet.errors import UserError
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _noise_jpeg(path, h=40, w=50):
+    img = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    cv2.imwrite(str(path), img)
+    return img
+
+
+def test_read_image_formats(tmp_path):
+    _noise_jpeg(tmp_path / "a.jpg")
+    bgr = read_image(str(tmp_path / "a.jpg"))
+    assert bgr.shape == (40, 50, 3) and bgr.dtype == np.uint8
+    np.testing.assert_array_equal(read_image(str(tmp_path / "a.jpg"), "RGB"), bgr[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "g.png"), np.full((5, 6), 7, np.uint8))  # grey -> 3 channels
+    assert read_image(str(tmp_path / "g.png")).shape == (5, 6, 3)
+    # EXIF orientation 6 (rotate 90 degrees) is applied, as Detectron2's read_image does
+    from PIL import Image
+
+    from resdet.data.image_io import image_size
+
+    im = Image.fromarray(np.zeros((20, 40, 3), np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "rot.jpg", exif=exif)
+    assert read_image(str(tmp_path / "rot.jpg")).shape == (40, 20, 3)
+    assert image_size(str(tmp_path / "rot.jpg")) == (40, 20)
+
+
+def test_read_image_errors(tmp_path):
+    _noise_jpeg(tmp_path / "a.jpg")
+    data = (tmp_path / "a.jpg").read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(data[: len(data) // 2])  # OpenCV decodes it silently
+    with pytest.raises(UserError, match=r"trunc.jpg is a truncated JPEG; re-download"):
+        read_image(str(tmp_path / "trunc.jpg"))
+    (tmp_path / "tail.jpg").write_bytes(data + b"\0" * 200)  # data after the end: still fine
+    assert read_image(str(tmp_path / "tail.jpg")).shape == (40, 50, 3)
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    with pytest.raises(UserError, match="bad.jpg is not a readable image"):
+        read_image(str(tmp_path / "bad.jpg"))
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(UserError, match="empty.png is empty"):
+        read_image(str(tmp_path / "empty.png"))
+    with pytest.raises(UserError, match="missing.jpg does not exist"):
+        read_image(str(tmp_path / "missing.jpg"))
+
+
+def _check(name, root):
+    env = dict(os.environ, DETECTRON2_DATASETS=str(root))
+    return subprocess.run([sys.executable, os.path.join(REPO, "datasets", "check.py"), name],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_check_lists_every_problem(tmp_path):
+    make_tiny_coco(str(tmp_path), "val2017", num_images=4)
+    out = _check("coco_2017_val", tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == (
+        "ok: 4 images, 4 boxes; 1 image(s) without boxes")
+
+    path = tmp_path / "coco" / "annotations" / "instances_val2017.json"
+    data = json.loads(path.read_text())
+    data["annotations"][0]["bbox"][2] = -3
+    data["annotations"][1]["category_id"] = 999
+    path.write_text(json.dumps(data))
+    img_dir = tmp_path / "coco" / "val2017"
+    full = (img_dir / "000000000101.jpg").read_bytes()
+    (img_dir / "000000000101.jpg").write_bytes(full[: len(full) // 2])
+    os.remove(img_dir / "000000000102.jpg")
+    out = _check("coco_2017_val", tmp_path)
+    assert out.returncode == 1
+    lines = out.stdout.strip().splitlines()
+    assert "annotation id 1000" in lines[0] and "non-positive size" in lines[0]
+    assert "annotation id 1001" in lines[1] and "unknown category_id 999" in lines[1]
+    assert "000000000101.jpg is a truncated JPEG" in lines[2]
+    assert "000000000102.jpg does not exist" in lines[3]
+    assert lines[4].startswith("coco_2017_val: 4 problem(s)")
+
+
+def test_check_voc_and_missing_dataset(tmp_path):
+    make_tiny_voc(str(tmp_path), 2007)
+    (tmp_path / "VOC2007" / "Annotations" / "000002.xml").write_text("<annotation>")
+    out = _check("voc_2007_train", tmp_path)
+    assert out.returncode == 1
+    assert "000002.xml is not valid XML (line 1" in out.stdout
+    out = _check("voc_2012_train", tmp_path)
+    assert out.returncode == 2 and "voc_2012_train is not on disk" in out.stderr
+    assert "Traceback" not in out.stderr
