@@ -19,3 +19,6 @@ __all__ = [
     "read_image",
     "register",
 ]
+
+# Registers imagenet_{train,val}, cifar10_{train,test}, synthetic_imagenet{,_val}.
+from resdet.data import classification as _classification  # noqa: E402,F401

@@ -45,7 +45,11 @@ def atomic_torch_save(obj: Any, path: str) -> None:
 
 def capture_rng_state() -> Dict[str, Any]:
     """The state of every random number generator training draws from."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    # Plain types and tensors only, so checkpoints load with torch.load(weights_only=True).
+    state = {"python": random.getstate(),
+             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                       float(cached)),
              "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state()
@@ -55,7 +59,8 @@ def capture_rng_state() -> Dict[str, Any]:
 def restore_rng_state(state: Dict[str, Any]) -> None:
     """Inverse of :func:`capture_rng_state`."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
@@ -106,8 +111,7 @@ class Checkpointer:
     def load(path: str) -> Dict[str, Any]:
         """Read a training checkpoint written by :meth:`save` (ours: optimizer and RNG included)."""
         try:
-            # Our own file (optimizer state, numpy RNG state): not an external weight download.
-            return torch.load(path, map_location="cpu", weights_only=False)
+            return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
             raise UserError(f"cannot read checkpoint {path} ({e}); delete it and point "
                             "last_checkpoint at an earlier one.") from e

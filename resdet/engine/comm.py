@@ -13,7 +13,7 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
-# A barrier that waits longer than this means a peer is gone; stop with a message instead of hanging.
+# A wait longer than this means a peer is gone: stop with a message instead of hanging.
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=int(os.environ.get("RESDET_DIST_TIMEOUT_MIN", "30")))
 
 _LOCAL_RANK = 0

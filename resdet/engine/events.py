@@ -68,6 +68,8 @@ class MetricsWriter:
     def __init__(self, output_dir: str):
         self.path = os.path.join(output_dir, METRICS_FILE)
         self.enabled = comm.is_main_process()
+        if self.enabled:
+            os.makedirs(output_dir, exist_ok=True)
 
     def truncate_after(self, iteration: int) -> None:
         """Drop lines with ``iteration`` greater than ``iteration`` (work redone after resume)."""

@@ -133,7 +133,9 @@ def launch(
         while not ctx.join():
             pass
     except mp.ProcessRaisedException as e:
-        raise _worker_error(e.error_index + machine_rank * num_gpus_per_machine, str(e)) from None
+        # Peers of a failing worker fail too ("connection closed by peer"); report the cause.
+        index, trace = _root_cause(ctx, e.error_index, str(e))
+        raise _worker_error(index + machine_rank * num_gpus_per_machine, trace) from None
     except mp.ProcessExitedException as e:
         rank = e.error_index + machine_rank * num_gpus_per_machine
         raise UserError(f"training worker rank {rank} died ({e}); the other workers were "
@@ -141,6 +143,26 @@ def launch(
                         "--resume.") from None
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def _root_cause(ctx: Any, index: int, trace: str) -> tuple:
+    """The most informative worker failure: a UserError, else one that is not a lost peer."""
+    import pickle
+
+    traces = {}
+    for i, path in enumerate(getattr(ctx, "error_files", [])):
+        try:
+            with open(path, "rb") as f:
+                traces[i] = pickle.load(f)
+        except (OSError, EOFError, pickle.UnpicklingError):
+            continue
+    for i, t in traces.items():
+        if "resdet.errors.UserError: " in t:
+            return i, t
+    for i, t in traces.items():
+        if "closed by peer" not in t and "Connection reset" not in t:
+            return i, t
+    return index, trace
 
 
 def _worker_error(rank: int, trace: str) -> UserError:
@@ -180,12 +202,11 @@ def _distributed_worker(local_rank: int, main_func: Callable[..., Any], world_si
                         f"({e}); check --dist-url and that every machine is started.") from e
     comm.set_local(local_rank, num_gpus_per_machine)
     comm.synchronize()
+    main_func(*args)
+    # Only after success: on an error the process exits with the group, and its error is
+    # recorded before its peers see the connection drop.
     try:
-        main_func(*args)
-    finally:
-        if comm.is_initialized():
-            try:
-                dist.destroy_process_group()
-            except Exception:  # a peer may already be gone; nothing left to clean
-                pass
+        dist.destroy_process_group()
+    except Exception:  # a peer may already be gone; nothing left to clean
+        pass
     sys.stdout.flush()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import torch
 
@@ -41,6 +41,7 @@ class LRSchedule:
         gated_factor: lr multiplier of the error-gated warm-up; 1.0 disables it.
         gated_until: training error (fraction) below which the gated warm-up ends.
         gated_max_iters: the gated warm-up ends after this many iterations regardless.
+        watch: the error the plateau policy watches, "val" or "train".
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, policy: str = "step",
@@ -48,9 +49,11 @@ class LRSchedule:
                  warmup_factor: float = 1.0, warmup_method: str = "linear", patience: int = 3,
                  threshold: float = 0.01, max_drops: int = 3, window: int = 1,
                  gated_factor: float = 1.0, gated_until: float = 0.8,
-                 gated_max_iters: int = 400):
+                 gated_max_iters: int = 400, watch: str = "val"):
         if policy not in ("step", "plateau"):
             raise ValueError(f"unknown lr policy {policy!r}")
+        if watch not in ("val", "train"):
+            raise ValueError(f"unknown plateau metric {watch!r}")
         if warmup_method not in ("linear", "constant"):
             raise ValueError(f"unknown warmup method {warmup_method!r}")
         self.optimizer = optimizer
@@ -68,6 +71,7 @@ class LRSchedule:
         self.gated_factor = gated_factor
         self.gated_until = gated_until
         self.gated_max_iters = gated_max_iters
+        self._watch = watch
         # State that depends on training (saved in checkpoints).
         self.drops = 0
         self.best = math.inf
@@ -115,7 +119,7 @@ class LRSchedule:
             # Paper Sec. 4.2: "0.01 ... until the training error is below 80%, then 0.1".
             self.gate_open = True
             self.history.append({"iteration": it, "event": "warmup_end", "train_error": err})
-        if self.policy == "plateau" and self.window > 0 and self._watch == "train":
+        if self.policy == "plateau" and self._watch == "train":
             self._window_sum += err
             self._window_n += 1
             if self._window_n >= self.window:
@@ -126,15 +130,6 @@ class LRSchedule:
         """Feed a validation error (fraction) measured after iteration ``it``."""
         if self.policy == "plateau" and self._watch == "val":
             self._observe(err, it)
-
-    _watch = "val"
-
-    def watch(self, which: str) -> "LRSchedule":
-        """Choose the error the plateau policy watches: "val" or "train"."""
-        if which not in ("val", "train"):
-            raise ValueError(f"unknown plateau metric {which!r}")
-        self._watch = which
-        return self
 
     def _observe(self, err: float, it: int) -> None:
         if err < self.best * (1 - self.threshold):
@@ -170,14 +165,12 @@ class LRSchedule:
         self.base_lrs = list(state.get("base_lrs", self.base_lrs))
 
 
-def build_lr_schedule(cfg: Any, optimizer: torch.optim.Optimizer,
-                      base_lr: Optional[float] = None) -> LRSchedule:
+def build_lr_schedule(cfg: Any, optimizer: torch.optim.Optimizer) -> LRSchedule:
     """Build the schedule from ``SOLVER.*`` and ``PRETRAIN.*`` keys.
 
     Args:
         cfg: a resdet config.
         optimizer: built with ``SOLVER.BASE_LR`` as its groups' lr.
-        base_lr: unused; kept so callers may pass an lr that differs from the config.
 
     Returns:
         An :class:`LRSchedule`.
@@ -217,6 +210,6 @@ def build_lr_schedule(cfg: Any, optimizer: torch.optim.Optimizer,
         kwargs.update(patience=pre.PLATEAU_PATIENCE, threshold=pre.get("PLATEAU_THRESHOLD", 0.01),
                       max_drops=pre.get("PLATEAU_MAX_DROPS", 3),
                       window=pre.get("PLATEAU_WINDOW", 1), gated_factor=gated,
-                      gated_until=pre.WARMUP_UNTIL_ERROR, gated_max_iters=pre.WARMUP_MAX_ITERS)
-        return LRSchedule(optimizer, **kwargs).watch(metric)
+                      gated_until=pre.WARMUP_UNTIL_ERROR, gated_max_iters=pre.WARMUP_MAX_ITERS,
+                      watch=metric)
     return LRSchedule(optimizer, **kwargs)

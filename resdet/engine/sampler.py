@@ -18,7 +18,7 @@ from resdet.engine import comm
 
 
 class InfiniteSampler(Sampler[int]):
-    """Endless sampler over ``range(size)``; deterministic given ``seed`` and resumable at ``start``.
+    """Endless sampler over ``range(size)``, deterministic given ``seed``, resumable at ``start``.
 
     Args:
         size: number of samples in the dataset.

@@ -279,7 +279,7 @@ class Trainer:
                     [0.0 if finite else 1.0, scalars.get("train_error", 0.0)], self.device)
                 if flags[0] > 0:
                     self.optimizer.zero_grad(set_to_none=True)
-                    self._nonfinite(it, {k: float(v) for k, v in losses.items()})
+                    self._nonfinite(it, {k: float(v.detach()) for k, v in losses.items()})
                     continue
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.scaler is not None:

@@ -1,0 +1,228 @@
+"""Pretraining entry point: config -> classifier, data, task -> :class:`resdet.engine.Trainer`.
+
+``tools/pretrain_imagenet.py`` is a thin wrapper around :func:`main`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from resdet.engine import comm
+from resdet.engine.defaults import build_trainer, default_setup, per_process_batch, select_device
+from resdet.engine.launch import default_argument_parser, launch
+from resdet.errors import UserError
+from resdet.pretrain.data import (
+    Normalizer,
+    TrainDataset,
+    build_train_loader,
+    compute_normalizer,
+    load_records,
+)
+from resdet.pretrain.task import ClassificationTask
+
+logger = logging.getLogger("resdet.pretrain")
+
+_CHOICES = {
+    "PRETRAIN.AUGMENTATION": ("scale", "pad_crop"),
+    "PRETRAIN.MEAN": ("pixel", "channel"),
+    "PRETRAIN.TEST_MODE": ("center", "10crop", "multiscale"),
+    "PRETRAIN.LR_POLICY": ("step", "plateau"),
+    "PRETRAIN.PLATEAU_METRIC": ("val", "train"),
+}
+
+
+def check_pretrain_config(cfg: Any) -> None:
+    """Refuse settings pretraining cannot honour, naming the key.
+
+    Raises:
+        UserError: a bad choice, no or several training sets, or an impossible size.
+    """
+    for key, allowed in _CHOICES.items():
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        if node not in allowed:
+            raise UserError(f"{key} is {node!r}; use one of {', '.join(map(repr, allowed))}.")
+    if len(cfg.DATASETS.TRAIN) != 1:
+        raise UserError(f"DATASETS.TRAIN must name exactly one classification dataset for "
+                        f"pretraining, e.g. ('imagenet_train',); got {tuple(cfg.DATASETS.TRAIN)}.")
+    lo, hi = cfg.PRETRAIN.TRAIN_RESIZE_RANGE
+    if cfg.PRETRAIN.AUGMENTATION == "scale" and not cfg.PRETRAIN.CROP_SIZE <= lo <= hi:
+        raise UserError(f"PRETRAIN.TRAIN_RESIZE_RANGE {[lo, hi]} must satisfy CROP_SIZE "
+                        f"({cfg.PRETRAIN.CROP_SIZE}) <= min <= max.")
+    if cfg.PRETRAIN.TEST_RESIZE < cfg.PRETRAIN.CROP_SIZE:
+        raise UserError(f"PRETRAIN.TEST_RESIZE {cfg.PRETRAIN.TEST_RESIZE} must be at least "
+                        f"PRETRAIN.CROP_SIZE {cfg.PRETRAIN.CROP_SIZE}.")
+    if cfg.SOLVER.MAX_ITER <= 0:
+        raise UserError("SOLVER.MAX_ITER must be positive.")
+
+
+def build_pretrain_model(cfg: Any) -> nn.Module:
+    """The classifier of ``MODEL.RESDET.ARCH`` with the config's options (not yet on a device)."""
+    from resdet.modeling import arch_info, build_classifier
+
+    arch = cfg.MODEL.RESDET.ARCH
+    info = arch_info(arch)
+    norm = cfg.PRETRAIN.NORM or None
+    if isinstance(norm, str) and norm.lower() == "none":
+        norm = None
+    options: Dict[str, Any] = {"norm": norm}
+    if cfg.MODEL.RESDET.SHORTCUT:
+        options["shortcut"] = cfg.MODEL.RESDET.SHORTCUT
+    if info["family"] == "resnet":
+        options["stride_in_1x1"] = bool(cfg.MODEL.RESNETS.STRIDE_IN_1X1)
+    if info["family"] == "vgg":
+        options.pop("shortcut", None)
+    return build_classifier(arch, num_classes=cfg.MODEL.RESDET.NUM_CLASSES, **options)
+
+
+def _export_info(cfg: Any) -> Dict[str, Any]:
+    return {"arch": cfg.MODEL.RESDET.ARCH, "shortcut": cfg.MODEL.RESDET.SHORTCUT,
+            "norm": cfg.PRETRAIN.NORM, "stride_in_1x1": bool(cfg.MODEL.RESNETS.STRIDE_IN_1X1),
+            "num_classes": cfg.MODEL.RESDET.NUM_CLASSES,
+            "trained_on": list(cfg.DATASETS.TRAIN)}
+
+
+def _test_sets(cfg: Any) -> Dict[str, List[dict]]:
+    sets: Dict[str, List[dict]] = {}
+    train_name = cfg.DATASETS.TRAIN[0]
+    if cfg.PRETRAIN.VAL_SPLIT > 0:
+        # The paper's held-out validation (Sec. 4.2: 45k/5k) comes first: it drives "plateau".
+        sets[f"{train_name}_heldout"] = load_records(train_name, val_split=cfg.PRETRAIN.VAL_SPLIT,
+                                                     split_seed=0, part="heldout")
+    for name in cfg.DATASETS.TEST:
+        sets[name] = load_records(name)
+    return sets
+
+
+def _check_num_classes(cfg: Any, records: Sequence[dict], name: str) -> None:
+    n = 1 + max(r["label"] for r in records)
+    if n > cfg.MODEL.RESDET.NUM_CLASSES:
+        raise UserError(f"Dataset {name} has {n} classes but MODEL.RESDET.NUM_CLASSES is "
+                        f"{cfg.MODEL.RESDET.NUM_CLASSES}; set MODEL.RESDET.NUM_CLASSES {n}.")
+
+
+def _normalizer_from_weights(path: str) -> Optional[Normalizer]:
+    if not path or not os.path.isfile(path) or not path.endswith((".pth", ".pt")):
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not ours; load_weights reports problems with the file itself
+        return None
+    state = ckpt.get("normalizer") or (ckpt.get("task") or {}).get("normalizer")
+    return Normalizer.from_state(state) if state else None
+
+
+def run(cfg: Any, args: Any) -> Dict[str, Any]:
+    """Train (or, with ``args.eval_only``, evaluate) in this process.
+
+    Returns:
+        ``{"eval_results": ..., "interrupted": bool, "checkpoint": path}``.
+    """
+    check_pretrain_config(cfg)
+    seed = default_setup(cfg, args)
+    device = select_device(cfg)
+    if device.type == "cpu" and comm.get_world_size() == 1:
+        # Leave a core per loader worker: on a small shared CPU, oversubscribed intra-op threads
+        # are several times slower than one thread.
+        # (OMP_NUM_THREADS / torch's default stays the upper bound).
+        spare = max(1, (os.cpu_count() or 1) - cfg.DATALOADER.NUM_WORKERS)
+        torch.set_num_threads(min(torch.get_num_threads(), spare))
+    pre = cfg.PRETRAIN
+    train_name = cfg.DATASETS.TRAIN[0]
+    train_records = load_records(train_name, val_split=pre.VAL_SPLIT, split_seed=0,
+                                 part="train")
+    _check_num_classes(cfg, train_records, train_name)
+    model = build_pretrain_model(cfg).to(device)
+    task = ClassificationTask(
+        None, _test_sets(cfg), test_mode=pre.TEST_MODE, crop=pre.CROP_SIZE,
+        resize=pre.TEST_RESIZE, scales=list(pre.TEST_SCALES), test_batch=pre.TEST_BATCH_SIZE,
+        num_workers=cfg.DATALOADER.NUM_WORKERS, skip_bad=bool(cfg.DATALOADER.SKIP_BAD_SAMPLES),
+        device=device, export_info=_export_info(cfg))
+
+    def ensure_normalizer() -> None:
+        if task.normalizer is None:
+            task.normalizer = _normalizer_from_weights(cfg.MODEL.WEIGHTS)
+        if task.normalizer is None:
+            norm = None
+            if comm.is_main_process():
+                logger.info("Computing the %s mean of %s (up to %d images)...", pre.MEAN,
+                            train_name, pre.MEAN_SAMPLES)
+                norm = compute_normalizer(
+                    train_records, mode=pre.MEAN, crop=pre.CROP_SIZE, resize=pre.TEST_RESIZE,
+                    max_samples=pre.MEAN_SAMPLES, num_workers=cfg.DATALOADER.NUM_WORKERS)
+                norm = norm.state_dict()
+            task.normalizer = Normalizer.from_state(comm.broadcast_object(norm))
+
+    def load_initial_weights() -> None:
+        if cfg.MODEL.WEIGHTS:
+            from resdet.checkpoint import load_weights
+
+            report = load_weights(model, cfg.MODEL.WEIGHTS, arch=cfg.MODEL.RESDET.ARCH)
+            logger.info("Loaded %d tensors from %s (missing: %d).", len(report.matched),
+                        cfg.MODEL.WEIGHTS, len(report.missing))
+
+    if args.eval_only:
+        if not cfg.MODEL.WEIGHTS:
+            raise UserError("--eval-only needs MODEL.WEIGHTS (e.g. OUTPUT_DIR/model_final.pth).")
+        load_initial_weights()
+        ensure_normalizer()
+        results = task.evaluate(model)
+        from resdet.engine.events import write_eval_results
+
+        write_eval_results(cfg.OUTPUT_DIR, results)
+        logger.info("Evaluation results: %s", results)
+        return {"eval_results": results, "interrupted": False, "checkpoint": None}
+
+    batch = per_process_batch(cfg.SOLVER.IMS_PER_BATCH)
+
+    def data_loader_fn(start_iter: int):
+        ds = TrainDataset(train_records, task.normalizer, augmentation=pre.AUGMENTATION,
+                          crop=pre.CROP_SIZE, resize_range=pre.TRAIN_RESIZE_RANGE, pad=pre.PAD,
+                          color_std=pre.COLOR_AUG_STD if pre.COLOR_AUG else 0.0, seed=seed,
+                          skip_bad=bool(cfg.DATALOADER.SKIP_BAD_SAMPLES))
+        return build_train_loader(ds, batch_per_process=batch, seed=seed, start_iter=start_iter,
+                                  num_workers=cfg.DATALOADER.NUM_WORKERS)
+
+    trainer = build_trainer(cfg, model, task, data_loader_fn, device=device)
+    resumed = trainer.resume() if args.resume else False
+    if not resumed:
+        load_initial_weights()
+    ensure_normalizer()
+    result = trainer.train()
+    return {"eval_results": result.eval_results, "interrupted": result.interrupted,
+            "checkpoint": result.checkpoint, "iteration": result.iteration}
+
+
+def _worker(args: Any) -> None:
+    from resdet.config import load_config
+
+    cfg = load_config(args.config_file, args.opts)
+    run(cfg, args)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Command line of ``tools/pretrain_imagenet.py``."""
+    parser = default_argument_parser(
+        "Train a classifier with the paper's ImageNet (Sec. 3.4) or CIFAR-10 (Sec. 4.2) recipe; "
+        "its model_final.pth is a detection backbone (MODEL.WEIGHTS).")
+    args = parser.parse_args(argv)
+    if not args.config_file:
+        raise UserError("--config is required, e.g. --config configs/pretrain/quickstart.yaml.")
+    from resdet.config import load_config
+
+    cfg = load_config(args.config_file, args.opts)  # config errors before any process starts
+    check_pretrain_config(cfg)
+    if args.num_gpus * args.num_machines == 1:
+        out = run(cfg, args)
+    else:
+        launch(_worker, args.num_gpus, num_machines=args.num_machines,
+               machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+        out = {}
+    if out.get("interrupted"):
+        print(f"Stopped by a signal; saved {out['checkpoint']}; continue with --resume.")

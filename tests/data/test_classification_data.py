@@ -1,0 +1,100 @@
+"""Classification datasets: official layouts, class order, CIFAR pickles, bad input messages."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from resdet.data import get_dataset_dicts, get_metadata
+from resdet.data.classification import held_out_split
+from resdet.data.cls_cifar import read_cifar_batch
+from resdet.errors import UserError
+from tests.pretrain.tiny_cls_data import make_cifar_batches, make_imagenet_folders
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    return tmp_path
+
+
+def test_imagenet_folders_sorted_class_index(root):
+    make_imagenet_folders(str(root), classes=3, per_class=2, val_per_class=1)
+    recs = get_dataset_dicts("imagenet_train")
+    assert len(recs) == 6
+    assert [r["label"] for r in recs] == [0, 0, 1, 1, 2, 2]
+    # class index = sorted wnid order
+    assert os.path.basename(os.path.dirname(recs[0]["file_name"])) == "n01440764"
+    assert get_metadata("imagenet_val")["classes"] == ["n01440764", "n01440765", "n01440766"]
+    assert len(get_dataset_dicts("imagenet_val")) == 3
+
+
+def test_cifar_batches_read_as_published(root):
+    folder = make_cifar_batches(str(root), per_batch=4, test=5)
+    train = get_dataset_dicts("cifar10_train")
+    test = get_dataset_dicts("cifar10_test")
+    assert len(train) == 20 and len(test) == 5
+    assert train[0]["image"].shape == (32, 32, 3) and train[0]["image"].dtype == np.uint8
+    # the published layout: 1024 R, then G, then B values per row
+    with open(os.path.join(folder, "data_batch_1"), "rb") as f:
+        raw = pickle.load(f, encoding="bytes")
+    np.testing.assert_array_equal(raw[b"data"][0][:1024].reshape(32, 32), train[0]["image"][..., 0])
+    assert [r["label"] for r in train[:4]] == raw[b"labels"]
+
+
+def test_missing_dataset_folder_names_path(root):
+    with pytest.raises(UserError) as e:
+        get_dataset_dicts("imagenet_train")
+    msg = str(e.value)
+    assert os.path.join(str(root), "imagenet", "train") in msg and msg.count(".") <= 3
+    with pytest.raises(UserError, match="cifar-10-batches-py"):
+        get_dataset_dicts("cifar10_train")
+
+
+@pytest.mark.parametrize("content", [b"not a pickle at all", "list", "evil", "badshape"])
+def test_non_cifar_file_names_path(tmp_path, content):
+    path = tmp_path / "data_batch_1"
+    marker = tmp_path / "pwned"
+    if content == "list":
+        path.write_bytes(pickle.dumps([1, 2, 3], protocol=2))
+    elif content == "evil":
+        class Evil:
+            def __reduce__(self):
+                return (os.system, (f"touch {marker}",))
+        path.write_bytes(pickle.dumps({b"data": Evil()}, protocol=2))
+    elif content == "badshape":
+        path.write_bytes(pickle.dumps({b"data": np.zeros((2, 5), np.uint8), b"labels": [0, 1]}))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserError) as e:
+        read_cifar_batch(str(path))
+    assert str(path) in str(e.value) and "not a CIFAR-10 python batch" in str(e.value)
+    assert not marker.exists()  # the restricted unpickler ran nothing
+
+
+def test_held_out_split_is_fixed_and_disjoint():
+    recs = [{"label": i % 10, "image_id": i} for i in range(100)]
+    tr, va = held_out_split(recs, 10)
+    tr2, va2 = held_out_split(recs, 10)
+    assert len(tr) == 90 and len(va) == 10
+    assert [r["image_id"] for r in va] == [r["image_id"] for r in va2]
+    assert not {r["image_id"] for r in tr} & {r["image_id"] for r in va}
+    with pytest.raises(UserError, match="PRETRAIN.VAL_SPLIT"):
+        held_out_split(recs, 100)
+
+
+def test_synthetic_imagenet_generated_deterministically(root):
+    from resdet.data.cls_synthetic import SPLIT_SIZES
+
+    recs = get_dataset_dicts("synthetic_imagenet")
+    assert len(recs) == 10 * SPLIT_SIZES["train"]
+    assert len(get_dataset_dicts("synthetic_imagenet_val")) == 10 * SPLIT_SIZES["val"]
+    assert sorted({r["label"] for r in recs}) == list(range(10))
+    # the generator is a pure function of (class, index): same pixels on every machine
+    from resdet.data.cls_synthetic import _draw
+
+    a = _draw("ring", np.random.default_rng([1, 2, 3]), 64, 40.0)
+    b = _draw("ring", np.random.default_rng([1, 2, 3]), 64, 40.0)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, _draw("disc", np.random.default_rng([1, 2, 3]), 64, 40.0))

@@ -1,0 +1,70 @@
+"""Every pretraining config loads and names a real network; curves and Fig. 6 tool work."""
+
+import glob
+import json
+import os
+
+import pytest
+
+from resdet.config import load_config
+from resdet.errors import UserError
+from resdet.modeling import arch_info
+from resdet.pretrain.train import check_pretrain_config
+from tests.pretrain.tiny_cls_data import make_imagenet_folders
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "pretrain")
+LEAVES = sorted(p for p in glob.glob(os.path.join(CONFIG_DIR, "*.yaml"))
+                if not os.path.basename(p).startswith("Base-"))
+
+
+def test_all_leaves_present():
+    names = {os.path.basename(p)[:-5] for p in LEAVES}
+    want = {f"imagenet_{n}" for n in ("resnet18", "resnet34", "resnet50", "resnet101",
+                                      "resnet152", "plain18", "plain34", "resnet34_A",
+                                      "resnet34_C", "vgg16")}
+    want |= {f"cifar10_resnet{d}" for d in (20, 32, 44, 56, 110, 1202)}
+    want |= {f"cifar10_plain{d}" for d in (20, 32, 44, 56, 110)}
+    assert want | {"quickstart"} == names
+
+
+@pytest.mark.parametrize("path", LEAVES, ids=os.path.basename)
+def test_config_loads(path):
+    cfg = load_config(path)
+    check_pretrain_config(cfg)
+    info = arch_info(cfg.MODEL.RESDET.ARCH)
+    name = os.path.basename(path)
+    if name.startswith("cifar10"):
+        assert info["family"] == "cifar" and cfg.SOLVER.STEPS == (32000, 48000)
+        assert cfg.SOLVER.MAX_ITER == 64000 and cfg.SOLVER.IMS_PER_BATCH == 128
+        assert (cfg.PRETRAIN.WARMUP_LR > 0) == (info["residual"] and info["depth"] >= 110)
+    elif name.startswith("imagenet"):
+        assert cfg.SOLVER.IMS_PER_BATCH == 256 and cfg.PRETRAIN.TRAIN_RESIZE_RANGE == [256, 480]
+    if name.endswith("_A.yaml") or name.endswith("_C.yaml"):
+        assert cfg.MODEL.RESDET.SHORTCUT == name[-6]
+
+
+def test_bad_choice_names_key():
+    cfg = load_config(os.path.join(CONFIG_DIR, "quickstart.yaml"), ["PRETRAIN.MEAN", "median"])
+    with pytest.raises(UserError, match="PRETRAIN.MEAN"):
+        check_pretrain_config(cfg)
+
+
+def test_plot_curves_and_degradation(tmp_path, monkeypatch):
+    from resdet.pretrain.curves import load_curves, plot_runs
+    from resdet.pretrain.degradation import run_degradation
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
+    monkeypatch.setenv("RESDET_PROGRESS", "0")
+    make_imagenet_folders(str(tmp_path / "datasets"), classes=3, per_class=3, val_per_class=1)
+    summary = run_degradation(
+        "imagenet_train", 2, str(tmp_path / "fig6"), archs=("cifar_plain20", "cifar_resnet20"),
+        batch=2, opts=["DATALOADER.NUM_WORKERS", "0", "PRETRAIN.TRAIN_RESIZE_RANGE", "[32, 40]"])
+    assert set(summary) == {"cifar_plain20", "cifar_resnet20"}
+    png = tmp_path / "fig6" / "degradation.png"
+    assert png.stat().st_size > 1000
+    with open(tmp_path / "fig6" / "summary.json") as f:
+        assert set(json.load(f)) == set(summary)
+    c = load_curves(str(tmp_path / "fig6" / "cifar_plain20"))
+    assert c["train"][0] == [1, 2] and len(c["val"][0]) >= 1
+    with pytest.raises(UserError, match="metrics.json"):
+        plot_runs([str(tmp_path / "nowhere")], str(tmp_path / "x.png"))
