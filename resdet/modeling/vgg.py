@@ -94,7 +94,7 @@ class VGG(nn.Module):
             if i > 0:
                 x = F.max_pool2d(x, kernel_size=2, stride=2)
             for name in names:
-                x = F.relu(getattr(self, name)(x))
+                x = F.relu_(getattr(self, name)(x))
             if names[-1] in self.out_features:
                 outputs[names[-1]] = x
         return outputs
@@ -104,6 +104,6 @@ class VGG(nn.Module):
             return self.forward_features(x)
         x = F.max_pool2d(self.forward_features(x)["conv5_3"], kernel_size=2, stride=2)
         x = torch.flatten(F.adaptive_avg_pool2d(x, (7, 7)), 1)
-        x = F.dropout(F.relu(self.fc6(x)), 0.5, self.training)
-        x = F.dropout(F.relu(self.fc7(x)), 0.5, self.training)
+        x = F.dropout(F.relu_(self.fc6(x)), 0.5, self.training)
+        x = F.dropout(F.relu_(self.fc7(x)), 0.5, self.training)
         return self.fc8(x)
