@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Sequence
 
-import torch
 from torch import nn
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.rpn import RPNHead
@@ -68,12 +67,13 @@ TRAIN_KEYS = (
     "DATASETS.TRAIN", "DATASETS.TEST",
     "DATALOADER.NUM_WORKERS", "DATALOADER.ASPECT_RATIO_GROUPING",
     "DATALOADER.FILTER_EMPTY_ANNOTATIONS", "DATALOADER.SKIP_BAD_SAMPLES",
-    "SOLVER.LR_SCHEDULER_NAME", "SOLVER.MAX_ITER", "SOLVER.BASE_LR", "SOLVER.BASE_LR_END",
+    # resdet.engine's schedule: WarmupMultiStepLR only (it rejects other names itself).
+    "SOLVER.LR_SCHEDULER_NAME", "SOLVER.MAX_ITER", "SOLVER.BASE_LR",
     "SOLVER.MOMENTUM", "SOLVER.NESTEROV", "SOLVER.WEIGHT_DECAY", "SOLVER.WEIGHT_DECAY_NORM",
     "SOLVER.GAMMA", "SOLVER.STEPS", "SOLVER.WARMUP_FACTOR", "SOLVER.WARMUP_ITERS",
     "SOLVER.WARMUP_METHOD", "SOLVER.CHECKPOINT_PERIOD", "SOLVER.IMS_PER_BATCH",
-    "SOLVER.REFERENCE_WORLD_SIZE", "SOLVER.BIAS_LR_FACTOR", "SOLVER.WEIGHT_DECAY_BIAS",
-    "SOLVER.CLIP_GRADIENTS", "SOLVER.AMP", "SOLVER.SKIP_NONFINITE_LOSS",
+    "SOLVER.BIAS_LR_FACTOR", "SOLVER.WEIGHT_DECAY_BIAS", "SOLVER.AMP",
+    "SOLVER.SKIP_NONFINITE_LOSS", "SOLVER.CHANNELS_LAST", "SOLVER.COMPILE",
     "TEST.EVAL_PERIOD", "TEST.VOC_SUBMISSION_DIR",
 )
 SUPPORTED_KEYS = MODEL_KEYS + TRAIN_KEYS
@@ -217,8 +217,9 @@ def _build_backbone_and_head(cfg):
         head.out_channels = box.FC_DIM
         return backbone, pooler, head
 
+    names = C4_BACKBONES[:1] + FPN_BACKBONES[:1] + VGG_BACKBONES
     raise UserError(f"MODEL.BACKBONE.NAME = {name!r} is not one the torchvision engine builds; "
-                    f"use one of {', '.join(C4_BACKBONES[:1] + FPN_BACKBONES[:1] + VGG_BACKBONES)}.")
+                    f"use one of {', '.join(names)}.")
 
 
 def build_model(cfg, *, load_weights: bool = True) -> ResdetFasterRCNN:
@@ -281,18 +282,6 @@ def build_model(cfg, *, load_weights: bool = True) -> ResdetFasterRCNN:
 
         load_detector_weights(model, cfg.MODEL.WEIGHTS)
     return model
-
-
-def device_of(cfg) -> torch.device:
-    """``MODEL.DEVICE``; "cuda" without a GPU falls back to the CPU with a warning."""
-    name = cfg.MODEL.DEVICE
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        logger.warning("MODEL.DEVICE = %r but no GPU is available; running on the CPU.", name)
-        return torch.device("cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserError(f"MODEL.DEVICE = {name!r} is not a device; use 'cuda' or 'cpu'.") from None
 
 
 def trainable_parameter_count(model: nn.Module) -> Dict[str, int]:

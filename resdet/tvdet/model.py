@@ -83,7 +83,7 @@ class ResdetAnchorGenerator(AnchorGenerator):
     h/w = ratio, not rounded (torchvision rounds them), offset 0."""
 
     def generate_anchors(self, scales, aspect_ratios, dtype=torch.float32,
-                         device=torch.device("cpu")) -> Tensor:
+                         device=None) -> Tensor:
         anchors = []
         for size in scales:
             area = float(size) ** 2

@@ -1,5 +1,6 @@
-"""``MODEL.WEIGHTS`` for the torchvision engine: a whole detector of this engine, or backbone
-weights in any layout :func:`resdet.checkpoint.load_weights` reads.
+"""``MODEL.WEIGHTS`` for the torchvision engine: a whole detector of this engine or of
+Detectron2 (renamed by :mod:`resdet.tvdet.convert`), or backbone weights in any layout
+:func:`resdet.checkpoint.load_weights` reads.
 
 A detector trained here stores its backbone under ``backbone.body.`` (resdet's names) and the C4
 res5 head under ``roi_heads.box_head.res5.``, so :func:`resdet.checkpoint.load_weights` finds
@@ -9,12 +10,16 @@ both in its ``model_final.pth`` and the Detectron2 engine can start from it (and
 from __future__ import annotations
 
 import logging
-from typing import Dict
+import re
+from typing import Dict, Optional
 
 import torch
 from torch import nn
 
 from resdet.checkpoint import convert_to_resdet, load_weights, read_weights_file, resolve_weights
+from resdet.checkpoint.formats import to_tensor
+from resdet.checkpoint.loader import group_names
+from resdet.tvdet.convert import detectron2_to_tvdet, is_detectron2_detector
 
 logger = logging.getLogger(__name__)
 
@@ -26,31 +31,57 @@ def _is_own_detector(sd: Dict[str, torch.Tensor]) -> bool:
         k.startswith("roi_heads.box_predictor.") for k in sd)
 
 
+def _detector_state_dict(obj) -> Optional[Dict[str, torch.Tensor]]:
+    """The whole-detector state dict in this engine's names, from a checkpoint of this engine
+    or of Detectron2 (renamed by :mod:`resdet.tvdet.convert`); None for anything else."""
+    sd = obj.get("model", obj) if isinstance(obj, dict) else obj
+    if not isinstance(sd, dict):
+        return None
+    sd = {k[len("module."):] if str(k).startswith("module.") else k: v for k, v in sd.items()}
+    if _is_own_detector(sd):
+        return sd
+    if is_detectron2_detector(sd):
+        tensors = {k: to_tensor(v) for k, v in sd.items()}
+        return detectron2_to_tvdet({k: t for k, t in tensors.items() if t is not None})
+    return None
+
+
+def is_detector_checkpoint(weights: str) -> bool:
+    """True when ``weights`` is a whole detector (``model_final.pth`` of this engine or of the
+    Detectron2 engine)."""
+    return _detector_state_dict(read_weights_file(resolve_weights(weights))) is not None
+
+
 def load_detector_weights(model: nn.Module, weights: str) -> None:
     """Load ``weights`` into a :class:`~resdet.tvdet.model.ResdetFasterRCNN`.
 
-    A checkpoint of this engine (``model_final.pth``) fills the whole detector; keys whose shape
-    differs (another ``NUM_CLASSES``) are skipped with a warning, as Detectron2 does. Anything
-    else is backbone weights: they go to the backbone, the C4 res5 head (``res5.*``) and the
-    VGG-16 fc6/fc7 head, renamed from their layout by :mod:`resdet.checkpoint`.
+    A whole detector (``model_final.pth`` of this engine, or of Detectron2 with the same
+    layout) fills the whole detector; keys whose shape differs (another ``NUM_CLASSES``) are
+    skipped with a warning, as Detectron2 does. Anything else is backbone weights: they go to the
+    backbone, the C4 res5 head (``res5.*``) and the VGG-16 fc6/fc7 head, renamed from their
+    layout by :mod:`resdet.checkpoint`.
 
     Raises:
         UserError: unreadable file, or no weight fits (from :func:`load_weights`).
     """
     obj = read_weights_file(resolve_weights(weights))
-    sd = obj.get("model", obj) if isinstance(obj, dict) else obj
-    if isinstance(sd, dict):
-        sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
-    if isinstance(sd, dict) and _is_own_detector(sd):
+    sd = _detector_state_dict(obj)
+    if sd is not None:
         own = model.state_dict()
         keep = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
         skipped = [k for k in sd if k in own and k not in keep]
         if skipped:
             logger.warning("Skipped %d weights of %s whose shape differs from the model: %s",
                            len(skipped), weights, ", ".join(skipped))
+        unused = [k for k in sd if k not in own]
+        if unused:
+            logger.warning("Weights of %s the model has no place for: %s", weights,
+                           group_names(unused))
         result = model.load_state_dict(keep, strict=False)
-        logger.info("Loaded detector weights from %s (%d tensors; %d missing).", weights,
-                    len(keep), len(result.missing_keys))
+        if result.missing_keys:
+            logger.warning("Missing in %s (left as initialised): %s", weights,
+                           group_names(result.missing_keys))
+        logger.info("Loaded detector weights from %s (%d tensors).", weights, len(keep))
         return
     tensors = convert_to_resdet(obj, str(weights)).tensors
     body = {k: v for k, v in tensors.items() if not k.startswith(("res5.",) + _HEAD_KEYS)}
@@ -61,7 +92,9 @@ def load_detector_weights(model: nn.Module, weights: str) -> None:
     if hasattr(head, "res5"):
         load_weights(head.res5, tensors, source_prefix="res5.", arch="res5 box head")
     elif hasattr(head, "fc6"):
-        fc = {k: v for k, v in tensors.items() if k.startswith(_HEAD_KEYS)}
+        # the classifier's fc6/fc7, or a Detectron2 VGG detector's roi_heads.box_head.fc6/fc7
+        fc = {m.group(1): v for k, v in tensors.items()
+              for m in [re.match(r"^(?:.*\.)?((?:fc6|fc7)\.(?:weight|bias))$", k)] if m}
         if fc:
             load_weights(head, fc, arch="fc6/fc7 box head")
         else:

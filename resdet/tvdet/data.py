@@ -1,0 +1,260 @@
+"""Data loading for the torchvision engine, from the catalog's Detectron2-style dataset dicts.
+
+Training: read the image in ``INPUT.FORMAT``, resize its shortest edge to a size drawn from
+``INPUT.MIN_SIZE_TRAIN`` (long edge at most ``INPUT.MAX_SIZE_TRAIN``), flip per
+``INPUT.RANDOM_FLIP``, as Detectron2's default mapper does; batches of ``IMS_PER_BATCH / world``
+images, grouped by orientation when ``DATALOADER.ASPECT_RATIO_GROUPING``. The stream is endless
+and resumable (:class:`resdet.engine.InfiniteSampler`), and each sample's augmentation is seeded
+by its position in it, so it does not depend on the number of workers. Unreadable images are
+skipped with a warning naming them and a count (``DATALOADER.SKIP_BAD_SAMPLES``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from resdet.data import filter_empty_annotations, get_dataset_dicts, read_image
+from resdet.engine import InferenceSampler, InfiniteSampler, comm, per_process_batch
+from resdet.errors import UserError
+from resdet.tvdet.model import shortest_edge_size
+
+logger = logging.getLogger(__name__)
+
+FLIPS = ("horizontal", "vertical", "none")
+
+
+def record_boxes(record: dict) -> tuple:
+    """``(boxes XYXY float32 [N, 4], labels int64 [N])`` of a record's non-crowd annotations."""
+    boxes, labels = [], []
+    for ann in record.get("annotations", ()):
+        if ann.get("iscrowd", 0):
+            continue
+        x0, y0, a, b = (float(v) for v in ann["bbox"])
+        if int(ann.get("bbox_mode", 0)) == 1:  # XYWH_ABS
+            a, b = x0 + a, y0 + b
+        boxes.append([x0, y0, a, b])
+        labels.append(int(ann["category_id"]))
+    return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+            np.asarray(labels, dtype=np.int64))
+
+
+class TrainMapper:
+    """One record -> ``{"image": uint8 CHW tensor, "target": {"boxes", "labels"}}`` with
+    Detectron2's default training augmentation, or None when the image cannot be read.
+
+    Args:
+        min_sizes: shortest-edge sizes (``INPUT.MIN_SIZE_TRAIN``).
+        max_size: longest-edge limit (``INPUT.MAX_SIZE_TRAIN``).
+        sampling: "choice" (one of ``min_sizes``) or "range" (uniform in [min, max]).
+        flip: "horizontal", "vertical" or "none".
+        image_format: "BGR" or "RGB".
+        skip_bad: skip unreadable images with a warning (else raise :class:`UserError`).
+        seed: base seed; each sample's draws use ``seed + position in the stream``.
+    """
+
+    def __init__(self, min_sizes: Sequence[int], max_size: int, sampling: str, flip: str,
+                 image_format: str, skip_bad: bool = True, seed: int = 0):
+        if sampling not in ("choice", "range"):
+            raise UserError(f"INPUT.MIN_SIZE_TRAIN_SAMPLING = {sampling!r}: use 'choice' or "
+                            "'range'.")
+        if sampling == "range" and len(min_sizes) != 2:
+            raise UserError("INPUT.MIN_SIZE_TRAIN needs two values (min, max) with "
+                            "INPUT.MIN_SIZE_TRAIN_SAMPLING 'range'.")
+        if flip not in FLIPS:
+            raise UserError(f"INPUT.RANDOM_FLIP = {flip!r}: use one of {', '.join(FLIPS)}.")
+        self.min_sizes = [int(s) for s in min_sizes]
+        self.max_size = int(max_size)
+        self.sampling = sampling
+        self.flip = flip
+        self.image_format = image_format
+        self.skip_bad = skip_bad
+        self.seed = int(seed)
+        self.skipped = 0
+        self._warned: set = set()
+
+    def __call__(self, record: dict, position: int = 0) -> Optional[Dict[str, Any]]:
+        import cv2
+
+        try:
+            img = read_image(record["file_name"], format=self.image_format)
+        except UserError as e:
+            if not self.skip_bad:
+                raise
+            self.skipped += 1
+            if record["file_name"] not in self._warned:
+                self._warned.add(record["file_name"])
+                logger.warning("Skipping an unreadable training image (%d skipped so far in "
+                               "this loader; DATALOADER.SKIP_BAD_SAMPLES): %s", self.skipped, e)
+            return None
+        rng = np.random.default_rng(self.seed + int(position))
+        h, w = img.shape[:2]
+        if self.sampling == "choice":
+            size = self.min_sizes[int(rng.integers(len(self.min_sizes)))]
+        else:
+            size = int(rng.integers(self.min_sizes[0], self.min_sizes[1] + 1))
+        new_h, new_w = shortest_edge_size(h, w, size, self.max_size)
+        boxes, labels = record_boxes(record)
+        boxes = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)
+        if (new_h, new_w) != (h, w):
+            img = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+            boxes = boxes * np.array([new_w / w, new_h / h] * 2, dtype=np.float32)
+        do_flip = self.flip != "none" and rng.random() < 0.5
+        if do_flip and self.flip == "horizontal":
+            img = img[:, ::-1]
+            boxes = np.stack([new_w - boxes[:, 2], boxes[:, 1], new_w - boxes[:, 0],
+                              boxes[:, 3]], axis=1)
+        elif do_flip:
+            img = img[::-1]
+            boxes = np.stack([boxes[:, 0], new_h - boxes[:, 3], boxes[:, 2],
+                              new_h - boxes[:, 1]], axis=1)
+        # torchvision refuses boxes without area; Detectron2 drops them too.
+        keep = (boxes[:, 2] > boxes[:, 0] + 1e-5) & (boxes[:, 3] > boxes[:, 1] + 1e-5)
+        image = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        return {"image": image,
+                "target": {"boxes": torch.from_numpy(np.ascontiguousarray(boxes[keep])),
+                           "labels": torch.from_numpy(labels[keep])}}
+
+
+class TrainStream(IterableDataset):
+    """Endless stream of training batches (lists of mapped samples) for one process.
+
+    Loader workers take turns over the sampler's stream; with ``group_by_aspect`` a batch holds
+    only landscape or only portrait images (Detectron2's ``AspectRatioGroupedDataset``).
+    """
+
+    def __init__(self, dicts: List[dict], mapper: TrainMapper, batch_size: int, *,
+                 group_by_aspect: bool, seed: int, start: int):
+        self.dicts = dicts
+        self.mapper = mapper
+        self.batch_size = batch_size
+        self.group_by_aspect = group_by_aspect
+        self.seed = seed
+        self.start = start
+        # Read here, in the main process: loader workers must not query the process group.
+        self.rank, self.world_size = comm.get_rank(), comm.get_world_size()
+
+    def __iter__(self) -> Iterator[List[Dict[str, Any]]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        sampler = InfiniteSampler(len(self.dicts), shuffle=True, seed=self.seed,
+                                  start=self.start, rank=self.rank,
+                                  world_size=self.world_size, with_positions=True)
+        buckets: Dict[int, list] = {0: [], 1: []}
+        for k, (index, position) in enumerate(sampler):
+            if k % workers != worker:
+                continue
+            sample = self.mapper(self.dicts[index], position)
+            if sample is None:
+                continue
+            _, h, w = sample["image"].shape
+            bucket = buckets[int(h > w) if self.group_by_aspect else 0]
+            bucket.append(sample)
+            if len(bucket) == self.batch_size:
+                yield list(bucket)
+                bucket.clear()
+
+
+def _as_batch(samples: List[Dict[str, Any]]) -> Dict[str, list]:
+    return {"images": [s["image"] for s in samples], "targets": [s["target"] for s in samples]}
+
+
+def _passthrough(x):
+    return x
+
+
+def _one_sentence(loader: DataLoader) -> Iterator[Any]:
+    """Iterate ``loader``; a worker's UserError surfaces as its own sentence, not a traceback."""
+    it = iter(loader)
+    while True:
+        try:
+            batch = next(it)
+        except UserError as e:
+            text = str(e).strip().splitlines()
+            raise UserError(text[-1].split("UserError: ", 1)[-1] if text else "") from None
+        yield batch
+
+
+def training_dicts(cfg) -> List[dict]:
+    """Records of all ``DATASETS.TRAIN`` (images without boxes removed per
+    ``DATALOADER.FILTER_EMPTY_ANNOTATIONS``)."""
+    if not cfg.DATASETS.TRAIN:
+        raise UserError("DATASETS.TRAIN is empty; name at least one training dataset.")
+    strict = not cfg.DATALOADER.SKIP_BAD_SAMPLES
+    dicts: List[dict] = []
+    for name in cfg.DATASETS.TRAIN:
+        dicts.extend(get_dataset_dicts(name, strict=strict))
+    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+        dicts = filter_empty_annotations(dicts, "+".join(cfg.DATASETS.TRAIN))
+    if not dicts:
+        raise UserError(f"DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)} has no usable images.")
+    return dicts
+
+
+def build_train_loader(cfg, start_iter: int = 0, *, seed: int = 0,
+                       dicts: Optional[List[dict]] = None) -> Iterator[Dict[str, list]]:
+    """Endless iterator of batches ``{"images": [uint8 CHW], "targets": [{"boxes", "labels"}]}``
+    for this process, resuming after ``start_iter`` iterations."""
+    dicts = training_dicts(cfg) if dicts is None else dicts
+    batch = per_process_batch(cfg.SOLVER.IMS_PER_BATCH)
+    inp = cfg.INPUT
+    mapper = TrainMapper(inp.MIN_SIZE_TRAIN, inp.MAX_SIZE_TRAIN, inp.MIN_SIZE_TRAIN_SAMPLING,
+                         inp.RANDOM_FLIP, inp.FORMAT, cfg.DATALOADER.SKIP_BAD_SAMPLES, seed)
+    stream = TrainStream(dicts, mapper, batch, group_by_aspect=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+                         seed=seed, start=start_iter * cfg.SOLVER.IMS_PER_BATCH)
+    workers = int(cfg.DATALOADER.NUM_WORKERS)
+    loader = DataLoader(stream, batch_size=None, num_workers=workers, collate_fn=_as_batch,
+                        persistent_workers=False, prefetch_factor=2 if workers else None)
+    return _one_sentence(loader)
+
+
+class _TestDataset(Dataset):
+    def __init__(self, dicts: List[dict], indices: Sequence[int], image_format: str):
+        self.dicts = dicts
+        self.indices = list(indices)
+        self.image_format = image_format
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        record = self.dicts[self.indices[i]]
+        try:
+            img = read_image(record["file_name"], format=self.image_format)
+        except UserError as e:
+            logger.warning("Skipping an unreadable test image: %s", e)
+            return record, None
+        return record, torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+
+
+def build_test_loader(cfg, dataset_name: str) -> DataLoader:
+    """This process's share of ``dataset_name``: items ``[(record, uint8 CHW image or None)]``
+    one image at a time (Detectron2 tests one image per GPU too); the model resizes them."""
+    dicts = get_dataset_dicts(dataset_name)
+    shard = InferenceSampler(len(dicts))
+    workers = int(cfg.DATALOADER.NUM_WORKERS)
+    return DataLoader(_TestDataset(dicts, list(shard), cfg.INPUT.FORMAT), batch_size=1,
+                      shuffle=False, num_workers=workers, collate_fn=_passthrough)
+
+
+def inference_on_dataset(model: torch.nn.Module, loader: DataLoader, evaluator: Any,
+                         device: torch.device) -> Dict[str, Any]:
+    """Run ``model`` (eval mode) over ``loader`` and return ``evaluator.evaluate()``."""
+    evaluator.reset()
+    total = 0
+    with torch.no_grad():
+        for items in loader:
+            items = [(r, im) for r, im in items if im is not None]
+            if not items:
+                continue
+            outputs = model([im.to(device) for _, im in items])
+            outputs = [{k: v.float().cpu() if v.is_floating_point() else v.cpu()
+                        for k, v in o.items()} for o in outputs]
+            evaluator.process([r for r, _ in items], outputs)
+            total += len(items)
+    logger.info("Ran inference on %d images (rank %d).", total, comm.get_rank())
+    return evaluator.evaluate()
