@@ -1,4 +1,4 @@
-"""resdet: the ResNet paper's networks, recipes and detection experiments, as a Detectron2 plugin."""
+"""resdet: the ResNet paper's networks, recipes and detection experiments (Detectron2 plugin)."""
 
 from setuptools import find_packages, setup
 
@@ -12,7 +12,7 @@ setup(
     packages=find_packages(include=["resdet", "resdet.*"]),
     python_requires=">=3.9",
     install_requires=[
-        # torchvision>=0.29's registry wheels bring the CUDA build of torch, which also runs on a CPU.
+        # torchvision>=0.29's registry wheels bring torch's CUDA build, which also runs on a CPU.
         "torch>=2.4",
         "torchvision>=0.29",
         "fvcore>=0.1.5",

@@ -1,10 +1,11 @@
 """Default config tree: Detectron2's keys for Faster R-CNN (C4 and FPN), plus resdet's own keys.
 
 The Detectron2 part is copied from ``detectron2/config/defaults.py`` (facebookresearch/detectron2,
-commit 02b5c4e2, Apache-2.0): same key names, same default values, so one YAML file means the same on
-the Detectron2 engine and on the torchvision engine (DESIGN.md, "Why two detection engines"). The
-mask, keypoint, cascade, semantic-segmentation, panoptic and RetinaNet sections are left out; only
-``MODEL.MASK_ON`` / ``MODEL.KEYPOINT_ON`` stay (False) so Detectron2-style configs load.
+commit 02b5c4e2, Apache-2.0): same key names, same default values, so one YAML file means the
+same on the Detectron2 engine and on the torchvision engine (DESIGN.md, "Why two detection
+engines"). The mask, keypoint, cascade, semantic-segmentation, panoptic and RetinaNet sections
+are left out; only ``MODEL.MASK_ON`` / ``MODEL.KEYPOINT_ON`` stay (False) so Detectron2-style
+configs load.
 
 resdet's keys are added by :func:`add_resdet_config`, which never changes an existing default and
 also works on Detectron2's own config (as ``projects/PointRend/point_rend/config.py`` does).

@@ -39,7 +39,7 @@ def test_load_config_into_detectron2_cfg(tmp_path):
 
 
 def test_defaults_match_detectron2_source_file(monkeypatch):
-    """Reads detectron2/config/defaults.py without importing detectron2 (whose deps may be absent)."""
+    """Reads detectron2/config/defaults.py without importing detectron2 (deps may be absent)."""
     import importlib.util
     import os
     import sys

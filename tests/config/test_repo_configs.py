@@ -1,4 +1,4 @@
-"""Every YAML under configs/ loads strictly (no unknown keys, right types), _BASE_ files included."""
+"""Every YAML under configs/ loads strictly (no unknown keys, right types), _BASE_ files too."""
 
 import pathlib
 
