@@ -411,6 +411,9 @@ CHOICES = {
     "ENGINE": ("auto", "detectron2", "torchvision"),
     "PRETRAIN.TEST_MODE": ("center", "10crop", "multiscale"),
     "PRETRAIN.LR_POLICY": ("step", "plateau"),
+    "PRETRAIN.AUGMENTATION": ("scale", "pad_crop"),
+    "PRETRAIN.MEAN": ("pixel", "channel"),
+    "PRETRAIN.PLATEAU_METRIC": ("val", "train"),
 }
 
 

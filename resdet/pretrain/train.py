@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
+from resdet.config.defaults import CHOICES
 from resdet.engine import comm
 from resdet.engine.defaults import build_trainer, default_setup, per_process_batch, select_device
 from resdet.engine.launch import default_argument_parser, launch
@@ -27,13 +28,6 @@ from resdet.pretrain.task import ClassificationTask
 
 logger = logging.getLogger("resdet.pretrain")
 
-_CHOICES = {
-    "PRETRAIN.AUGMENTATION": ("scale", "pad_crop"),
-    "PRETRAIN.MEAN": ("pixel", "channel"),
-    "PRETRAIN.TEST_MODE": ("center", "10crop", "multiscale"),
-    "PRETRAIN.LR_POLICY": ("step", "plateau"),
-    "PRETRAIN.PLATEAU_METRIC": ("val", "train"),
-}
 
 
 def check_pretrain_config(cfg: Any) -> None:
@@ -42,7 +36,10 @@ def check_pretrain_config(cfg: Any) -> None:
     Raises:
         UserError: a bad choice, no or several training sets, or an impossible size.
     """
-    for key, allowed in _CHOICES.items():
+    # Also checked when a config file or override sets them; a cfg built in code is not.
+    for key, allowed in CHOICES.items():
+        if not key.startswith("PRETRAIN."):
+            continue
         node = cfg
         for part in key.split("."):
             node = node[part]

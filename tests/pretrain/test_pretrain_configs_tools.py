@@ -44,7 +44,13 @@ def test_config_loads(path):
 
 
 def test_bad_choice_names_key():
-    cfg = load_config(os.path.join(CONFIG_DIR, "quickstart.yaml"), ["PRETRAIN.MEAN", "median"])
+    path = os.path.join(CONFIG_DIR, "quickstart.yaml")
+    with pytest.raises(UserError, match="Config key 'PRETRAIN.MEAN' in the command line must be "
+                                        "one of 'pixel', 'channel', got 'median'"):
+        load_config(path, ["PRETRAIN.MEAN", "median"])
+    cfg = load_config(path)
+    cfg.defrost()
+    cfg.PRETRAIN.MEAN = "median"  # set in code, past the loader's check
     with pytest.raises(UserError, match="PRETRAIN.MEAN"):
         check_pretrain_config(cfg)
 
