@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import Dict
 
 import torch
+from detectron2.layers import FrozenBatchNorm2d as D2FrozenBatchNorm2d
 from detectron2.layers import ShapeSpec as D2ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 from torch import nn
 
 from resdet.errors import UserError
-from resdet.modeling import arch_info, build_backbone
+from resdet.modeling import FrozenBatchNorm2d, arch_info, build_backbone
 
 # Detectron2 ResNet keys that resdet's networks do not implement, with the value they must keep
 # (a key the engine cannot honour is an error, never silently ignored: DESIGN.md).
@@ -28,6 +29,25 @@ _FIXED_RESNET_KEYS = {
     "MODEL.RESNETS.STEM_OUT_CHANNELS": 64,
     "MODEL.RESNETS.DEFORM_ON_PER_STAGE": [False, False, False, False],
 }
+
+
+def use_detectron2_frozen_bn(module: nn.Module) -> nn.Module:
+    """Replace resdet's FrozenBatchNorm2d layers in ``module`` by Detectron2's, in place.
+
+    Both hold the same four buffers under the same names, but Detectron2's runs one fused
+    ``F.batch_norm`` when no gradient is needed, which rounds differently (and runs faster) than
+    resdet's scale-and-shift. Inside Detectron2, resdet networks use Detectron2's layer so that
+    they give bit-identical outputs to Detectron2's own ResNet.
+    """
+    for name, child in module.named_children():
+        if isinstance(child, FrozenBatchNorm2d):
+            frozen = D2FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            for buf in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, buf).copy_(getattr(child, buf))
+            module.add_module(name, frozen.to(child.weight.device))
+        else:
+            use_detectron2_frozen_bn(child)
+    return module
 
 
 class ResdetBackbone(Backbone):
@@ -42,6 +62,7 @@ class ResdetBackbone(Backbone):
         super().__init__()
         # Adopt the submodules so state-dict keys carry no extra prefix (see the module docstring);
         # the network object itself is kept outside the module tree and runs the forward.
+        use_detectron2_frozen_bn(net)
         for name, child in net.named_children():
             self.add_module(name, child)
         if any(True for _ in net.parameters(recurse=False)) or any(

@@ -10,7 +10,7 @@
   through Detectron2's own Caffe2 renaming; anything else (resdet pretraining outputs, torchvision
   and timm files) is renamed by :func:`resdet.checkpoint.formats.convert_to_resdet` and matched by
   name suffix, so ImageNet weights reach ``backbone.*``, ``roi_heads.res5.*`` and the VGG fc6/fc7.
-- resdet's FrozenBN layers get running mean 0 and variance 1 when a file has only the affine part
+- FrozenBN layers get running mean 0 and variance 1 when a file has only the affine part
   (MSRA's models), as Detectron2's FrozenBatchNorm2d does, so both give identical outputs.
 
 Saved checkpoints also carry the config (``"cfg"``: YAML text), as DESIGN.md's outputs ask.
@@ -25,6 +25,7 @@ from typing import Any, Dict, Optional
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
+from detectron2.layers import FrozenBatchNorm2d as D2FrozenBatchNorm2d
 
 from resdet.checkpoint.files import read_weights_file, resolve_weights
 from resdet.checkpoint.formats import convert_to_resdet
@@ -116,13 +117,13 @@ class ResdetCheckpointer(DetectionCheckpointer):
 
 
 def _fill_frozen_bn_stats(model: torch.nn.Module, state: Dict[str, Any]) -> None:
-    """Running mean 0 / variance 1 for resdet FrozenBN layers whose file has only weight and bias.
+    """Running mean 0 / variance 1 for FrozenBN layers whose file has only weight and bias.
 
     Detectron2's FrozenBatchNorm2d does the same for files without running statistics (MSRA's
-    models folded them into the affine part).
+    models folded them into the affine part); resdet's layer does not, so it is done here.
     """
     for name, module in model.named_modules():
-        if not isinstance(module, FrozenBatchNorm2d):
+        if not isinstance(module, (FrozenBatchNorm2d, D2FrozenBatchNorm2d)):
             continue
         prefix = name + "."
         if prefix + "weight" not in state:

@@ -12,6 +12,7 @@ loaders are registered again under the current root, so both engines always read
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from typing import List
@@ -20,6 +21,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json, load_voc_instances
 
 from resdet.data import catalog
+from resdet.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +107,33 @@ def register_resdet_datasets() -> List[str]:
     return changed
 
 
-def prepare_datasets(names) -> None:
-    """Generate datasets made on first use (``shapes_*``) before Detectron2 looks at their files."""
+def prepare_datasets(names, key: str = "DATASETS") -> None:
+    """Check that each dataset is known and on disk, generating ``shapes_*`` on first use.
+
+    Args:
+        names: dataset names from the config.
+        key: the config key that named them, for messages.
+
+    Raises:
+        UserError: an unknown name, or a builtin dataset whose files are not where they belong
+            (the message names the path expected).
+    """
+    known = set(DatasetCatalog.list())
     for name in names:
+        if name not in known:
+            near = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise UserError(f"{key} names dataset {name!r}, which is not registered{hint}; use a "
+                            "builtin name (see datasets/README.md) or register it first.")
         catalog.ensure_generated(name)
+        if name not in catalog.list_datasets():
+            continue
+        meta = catalog.get_metadata(name)
+        paths = [meta[k] for k in ("json_file", "image_root", "dirname") if meta.get(k)]
+        for path in paths:
+            if not os.path.exists(path):
+                raise UserError(
+                    f"Dataset {name} in {key} is not on disk: {path} does not exist; put it "
+                    "there in the official layout (see datasets/README.md) or set "
+                    "$DETECTRON2_DATASETS to the folder that holds it."
+                )
