@@ -3,12 +3,12 @@
 :class:`ResdetCheckpointer` is Detectron2's ``DetectionCheckpointer`` with three changes:
 
 - Weight names: ``torchvision://resnet101`` and URLs are resolved by
-  :func:`resdet.checkpoint.files.resolve_weights`.
+  :func:`resdet.checkpoint.resolve_weights`.
 - Files are read with resdet's safe readers (``.pkl`` through a restricted unpickler that runs no
   code, ``.pth`` with ``torch.load(weights_only=True)``), then sorted: Detectron2 model-zoo
   ``.pkl`` files and full Detectron2 checkpoints load as Detectron2 loads them; MSRA/Caffe2 blobs go
   through Detectron2's own Caffe2 renaming; anything else (resdet pretraining outputs, torchvision
-  and timm files) is renamed by :func:`resdet.checkpoint.formats.convert_to_resdet` and matched by
+  and timm files) is renamed by :func:`resdet.checkpoint.convert_to_resdet` and matched by
   name suffix, so ImageNet weights reach ``backbone.*``, ``roi_heads.res5.*`` and the VGG fc6/fc7.
 - FrozenBN layers get running mean 0 and variance 1 when a file has only the affine part
   (MSRA's models), as Detectron2's FrozenBatchNorm2d does, so both give identical outputs.
@@ -27,8 +27,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from detectron2.layers import FrozenBatchNorm2d as D2FrozenBatchNorm2d
 
-from resdet.checkpoint.files import read_weights_file, resolve_weights
-from resdet.checkpoint.formats import convert_to_resdet
+from resdet.checkpoint import convert_to_resdet, read_weights_file, resolve_weights
 from resdet.errors import UserError
 from resdet.modeling import FrozenBatchNorm2d
 

@@ -1,0 +1,287 @@
+"""Detectron2 training: ``ResdetTrainer`` and ``main(args)`` for ``tools/train_net.py``.
+
+``tools/train_net.py --engine detectron2`` calls :func:`main` (inside its launcher) with the
+namespace of :func:`resdet.engine.launch.default_argument_parser`. Outputs are DESIGN.md's:
+``config.yaml``, ``log.txt``, ``metrics.json`` (Detectron2's JSONWriter: one object per logging
+step with iteration, losses, lr, time, data_time), ``model_NNNNNNN.pth`` / ``model_final.pth``
+(with ``model``, ``iteration`` and the config as ``cfg``), ``last_checkpoint`` and
+``eval_results.json`` (``{dataset: {"bbox": {"AP", "AP50", "AP75", ...}}}`` in percent).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import weakref
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional
+
+import torch
+from detectron2.config import get_cfg as d2_get_cfg
+from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
+from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, default_setup
+from detectron2.evaluation import (
+    COCOEvaluator,
+    DatasetEvaluators,
+    PascalVOCDetectionEvaluator,
+)
+from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter
+
+from resdet.config import add_resdet_config, check_keys_honoured, flatten, load_config
+from resdet.d2.checkpoint import ResdetCheckpointer
+from resdet.d2.datasets import prepare_datasets, register_resdet_datasets
+from resdet.d2.voc_submission import VOCSubmissionWriter
+from resdet.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+# resdet keys the Detectron2 engine does not implement: setting one is an error (DESIGN.md).
+_UNSUPPORTED_KEYS = ("SOLVER.SKIP_NONFINITE_LOSS", "SOLVER.CHANNELS_LAST", "SOLVER.COMPILE")
+
+
+class SkippingDatasetMapper(DatasetMapper):
+    """Detectron2's training mapper that skips an unreadable image with a warning and a count.
+
+    Returning None makes Detectron2's ``MapDataset`` draw another image, so training goes on.
+    """
+
+    def __init__(self, *args, skip_bad: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skip_bad = skip_bad
+        self.skipped = 0
+
+    def __call__(self, dataset_dict: dict) -> Optional[dict]:
+        try:
+            return super().__call__(dataset_dict)
+        except (OSError, ValueError, SyntaxError) as e:
+            file_name = dataset_dict.get("file_name", "?")
+            if not self.skip_bad:
+                raise UserError(
+                    f"Cannot read training image {file_name} ({e}); fix or remove it, or set "
+                    "DATALOADER.SKIP_BAD_SAMPLES True to skip it."
+                ) from e
+            self.skipped += 1
+            logger.warning("Skipping unreadable image %s (%s); %d image(s) skipped so far in this "
+                           "loader process.", file_name, e, self.skipped)
+            return None
+
+
+class SignalCheckpointHook(HookBase):
+    """On SIGTERM or SIGINT, save a checkpoint after the current step and stop.
+
+    A second signal stops at once (without saving). ``--resume`` continues from the checkpoint.
+    """
+
+    def __init__(self, checkpointer):
+        self._checkpointer = checkpointer
+        self._signal: Optional[int] = None
+        self._old: Dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self._signal is not None:
+            self._restore()
+            raise KeyboardInterrupt
+        self._signal = signum
+        logger.warning("Got signal %d: saving a checkpoint after this iteration, then stopping.",
+                       signum)
+
+    def _restore(self) -> None:
+        for signum, old in self._old.items():
+            signal.signal(signum, old)
+        self._old = {}
+
+    def before_train(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._old[signum] = signal.signal(signum, self._handle)
+
+    def after_step(self) -> None:
+        if self._signal is None:
+            return
+        it = self.trainer.iter
+        name = f"model_{it:07d}"
+        self._checkpointer.save(name, iteration=it)
+        logger.warning("Saved %s.pth after iteration %d; rerun with --resume to continue.",
+                       name, it)
+        signum, self._signal = self._signal, None
+        self._restore()
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    def after_train(self) -> None:
+        self._restore()
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe metrics: NaN (e.g. AP of a dataset without detections) becomes null."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_eval_results(output_dir: str, results: Dict[str, Any]) -> str:
+    """Write ``{dataset: {"bbox": {...}}}`` to ``output_dir/eval_results.json`` (atomically)."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "eval_results.json")
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(_clean(results), f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+    return path
+
+
+class ResdetTrainer(DefaultTrainer):
+    """Detectron2's DefaultTrainer with resdet's checkpointer, evaluators, data and outputs."""
+
+    def __init__(self, cfg):
+        prepare_datasets(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
+        prepare_datasets(cfg.DATASETS.TEST, "DATASETS.TEST")
+        super().__init__(cfg)
+        if cfg.SOLVER.AMP.ENABLED:
+            # Detectron2 always autocasts to float16; resdet's SOLVER.AMP.DTYPE chooses.
+            old = self._trainer
+            self._trainer = AMPTrainer(old.model, old.data_loader, old.optimizer,
+                                       precision=getattr(torch, cfg.SOLVER.AMP.DTYPE))
+
+    def build_hooks(self) -> List[HookBase]:
+        # DefaultTrainer.__init__ made a DetectionCheckpointer just before calling this; swap in
+        # resdet's (same saves, more weight formats, config inside each checkpoint).
+        self.checkpointer = ResdetCheckpointer(
+            self._trainer.model, self.cfg.OUTPUT_DIR, cfg=self.cfg, trainer=weakref.proxy(self)
+        )
+        hooks = super().build_hooks()
+        # On every rank, so that all of them stop after the same step (only rank 0 writes).
+        hooks.insert(0, SignalCheckpointHook(self.checkpointer))
+        return hooks
+
+    def build_writers(self) -> list:
+        writers = [CommonMetricPrinter(self.max_iter),
+                   JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
+        try:  # TensorBoard is optional (Detectron2 always adds it)
+            import tensorboard  # noqa: F401
+            from detectron2.utils.events import TensorboardXWriter
+
+            writers.append(TensorboardXWriter(self.cfg.OUTPUT_DIR))
+        except ImportError:
+            pass
+        return writers
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        mapper = SkippingDatasetMapper(cfg, is_train=True,
+                                       skip_bad=cfg.DATALOADER.SKIP_BAD_SAMPLES)
+        return build_detection_train_loader(cfg, mapper=mapper)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None):
+        """COCO metrics for COCO-style datasets, the VOC devkit's for VOC (07: 11-point).
+
+        ``voc_2012_test`` has no public labels: its detections are written as VOC-server
+        submission files under TEST.VOC_SUBMISSION_DIR (default
+        OUTPUT_DIR/inference/voc_2012_test/results/VOC2012/Main).
+        """
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        prepare_datasets([dataset_name], "DATASETS.TEST")
+        meta = MetadataCatalog.get(dataset_name)
+        kind = getattr(meta, "evaluator_type", None)
+        if kind == "coco":
+            return COCOEvaluator(dataset_name, tasks=("bbox",), output_dir=output_folder)
+        if kind == "pascal_voc":
+            submission_dir = cfg.TEST.VOC_SUBMISSION_DIR
+            if meta.year == 2012 and meta.split == "test":
+                # The devkit's layout: results/VOC2012/Main/comp4_det_test_<class>.txt
+                default_dir = os.path.join(output_folder, "results", "VOC2012", "Main")
+                return VOCSubmissionWriter(dataset_name, submission_dir or default_dir)
+            if submission_dir:
+                return DatasetEvaluators([PascalVOCDetectionEvaluator(dataset_name),
+                                          VOCSubmissionWriter(dataset_name, submission_dir)])
+            return PascalVOCDetectionEvaluator(dataset_name)
+        raise UserError(f"Dataset {dataset_name!r} in DATASETS.TEST has no COCO or VOC evaluator "
+                        f"(evaluator_type {kind!r}); list a detection dataset there.")
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        results = super().test(cfg, model, evaluators)
+        per_dataset = OrderedDict()
+        if len(cfg.DATASETS.TEST) == 1:
+            per_dataset[cfg.DATASETS.TEST[0]] = results
+        else:
+            per_dataset.update(results)
+        if comm.is_main_process():
+            path = write_eval_results(cfg.OUTPUT_DIR, per_dataset)
+            logger.info("Evaluation results written to %s", path)
+        return results
+
+
+def setup(args) -> Any:
+    """Detectron2's config + resdet's keys, merged with ``args.config_file`` and ``args.opts``.
+
+    Also registers resdet's datasets, checks keys this engine cannot honour, falls back to the CPU
+    when MODEL.DEVICE asks for a GPU that is not there, and runs Detectron2's ``default_setup``
+    (logging, ``config.yaml``).
+    """
+    base = add_resdet_config(d2_get_cfg())
+    cfg = load_config(args.config_file, list(args.opts or []), base_cfg=base)
+    check_keys_honoured(cfg, [k for k in flatten(base) if k not in _UNSUPPORTED_KEYS],
+                        engine="detectron2", defaults=base)
+    if cfg.SOLVER.AMP.ENABLED and cfg.SOLVER.AMP.DTYPE not in ("float16", "bfloat16"):
+        raise UserError(f"SOLVER.AMP.DTYPE = {cfg.SOLVER.AMP.DTYPE!r}; use float16 or bfloat16.")
+    no_gpu = str(cfg.MODEL.DEVICE).startswith("cuda") and not torch.cuda.is_available()
+    if no_gpu:
+        cfg.defrost()
+        cfg.MODEL.DEVICE = "cpu"
+        cfg.freeze()
+    register_resdet_datasets()
+    default_setup(cfg, args)
+    logger.info("Engine: detectron2 (resdet plugin)")
+    if no_gpu:
+        logger.warning("MODEL.DEVICE is cuda but no GPU is visible; running on the CPU.")
+    return cfg
+
+
+def _ensure_local_process_group() -> None:
+    """Detectron2's DDP wrapper needs its per-machine process group; resdet's launcher and
+    torchrun do not create it, so it is made here (a no-op in one process)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    if comm._LOCAL_PROCESS_GROUP is not None:
+        return
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "0")) or None
+    if local is None:
+        from resdet.engine import comm as resdet_comm
+
+        local = resdet_comm.get_local_size()
+    comm.create_local_process_group(local)
+
+
+def main(args) -> Any:
+    """Train (or with ``args.eval_only`` evaluate) the config of ``args`` on Detectron2.
+
+    Args:
+        args: namespace with ``config_file``, ``opts``, ``resume``, ``eval_only`` (as made by
+            :func:`resdet.engine.launch.default_argument_parser`).
+
+    Returns:
+        The evaluation results (Detectron2's format), or None when nothing was evaluated.
+    """
+    _ensure_local_process_group()
+    cfg = setup(args)
+    if args.eval_only:
+        prepare_datasets(cfg.DATASETS.TEST, "DATASETS.TEST")
+        model = ResdetTrainer.build_model(cfg)
+        ResdetCheckpointer(model, save_dir=cfg.OUTPUT_DIR, cfg=cfg).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume)
+        return ResdetTrainer.test(cfg, model)
+    trainer = ResdetTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    trainer.train()
+    return getattr(trainer, "_last_eval_results", None)
