@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import math
-import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Union
@@ -15,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from resdet.checkpoint.atomic import atomic_torch_save, atomic_write
 from resdet.errors import UserError
 
 StateDictLike = Union[nn.Module, Mapping[str, torch.Tensor]]
@@ -58,33 +57,18 @@ def to_detectron2(sd: StateDictLike, *, c4_head: bool = False) -> dict:
     return {"model": model, "__author__": "resdet", "matching_heuristics": not c4_head}
 
 
-def _atomic_write(path: str | Path, write) -> None:
-    # a crash mid-write must not leave a truncated file under the final name
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_detectron2_pkl(sd: StateDictLike, path: str | Path, *, c4_head: bool = False
                         ) -> None:
     """Write :func:`to_detectron2` ``(sd)`` as a pickle Detectron2's checkpointer reads."""
     data = to_detectron2(sd, c4_head=c4_head)
     # protocol 4: no out-of-band buffers, readable by any Python 3 Detectron2
-    _atomic_write(path, lambda f: pickle.dump(data, f, protocol=4))
+    atomic_write(path, lambda f: pickle.dump(data, f, protocol=4))
 
 
 def save_resdet_weights(sd: StateDictLike, path: str | Path, **meta) -> None:
     """Write ``{"model": sd, **meta}`` with torch.save, atomically."""
     data = {"model": {k: v.detach().cpu() for k, v in _state_dict(sd).items()}, **meta}
-    _atomic_write(path, lambda f: torch.save(data, f))
+    atomic_torch_save(data, path)
 
 
 def resdet_to_msra_name(name: str) -> str:

@@ -28,6 +28,7 @@ from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from detectron2.layers import FrozenBatchNorm2d as D2FrozenBatchNorm2d
 
 from resdet.checkpoint import convert_to_resdet, read_weights_file, resolve_weights
+from resdet.checkpoint.atomic import atomic_torch_save, atomic_write_bytes
 from resdet.errors import UserError
 from resdet.modeling import FrozenBatchNorm2d
 
@@ -68,9 +69,25 @@ class ResdetCheckpointer(DetectionCheckpointer):
         return super().load(path, *args, **kwargs)
 
     def save(self, name: str, **kwargs) -> None:
+        """fvcore's save, but atomic: a temporary file renamed into place, then the pointer.
+
+        A job killed mid-write leaves ``last_checkpoint`` naming the previous, complete file.
+        """
+        if not self.save_dir or not self.save_to_disk:
+            return
         if self._cfg_text is not None:
             kwargs.setdefault("cfg", self._cfg_text)
-        super().save(name, **kwargs)
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        self.logger.info("Saving checkpoint to %s", os.path.join(self.save_dir, basename))
+        atomic_torch_save(data, os.path.join(self.save_dir, basename))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        atomic_write_bytes(os.path.join(self.save_dir, "last_checkpoint"),
+                           last_filename_basename.encode())
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
         data = read_weights_file(filename)

@@ -32,6 +32,7 @@ from detectron2.evaluation import (
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 
+from resdet.checkpoint.atomic import atomic_write_bytes
 from resdet.config import add_resdet_config, check_keys_honoured, flatten, load_config
 from resdet.d2.checkpoint import ResdetCheckpointer
 from resdet.d2.datasets import prepare_datasets, register_resdet_datasets
@@ -132,10 +133,8 @@ def write_eval_results(output_dir: str, results: Dict[str, Any]) -> str:
     """Write ``{dataset: {"bbox": {...}}}`` to ``output_dir/eval_results.json`` (atomically)."""
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "eval_results.json")
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(_clean(results), f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    text = json.dumps(_clean(results), indent=2, sort_keys=True)
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path
 
 

@@ -1,9 +1,9 @@
 """Training checkpoints that survive interruption: temp file + ``os.replace``, then the pointer.
 
-A checkpoint is first written completely to ``model_NNNNNNN.pth.tmp`` (flushed and fsynced), then
-renamed into place; ``last_checkpoint`` (a text file naming it) is rewritten the same way and only
-afterwards. A process killed at any instant therefore leaves ``last_checkpoint`` naming a complete
-file, and ``--resume`` continues from it.
+A checkpoint is first written completely to a temporary file beside it (flushed and fsynced),
+then renamed into place; ``last_checkpoint`` (a text file naming it) is rewritten the same way
+and only afterwards. A process killed at any instant therefore leaves ``last_checkpoint`` naming a
+complete file, and ``--resume`` continues from it.
 """
 
 from __future__ import annotations
@@ -16,31 +16,12 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
+from resdet.checkpoint.atomic import atomic_torch_save, atomic_write_bytes
 from resdet.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last_checkpoint"
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` through a temporary file renamed into place."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def capture_rng_state() -> Dict[str, Any]:

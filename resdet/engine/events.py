@@ -10,7 +10,7 @@ import sys
 from typing import Any, Dict, Optional
 
 from resdet.engine import comm
-from resdet.engine.checkpointer import atomic_write_bytes
+from resdet.checkpoint.atomic import atomic_write_bytes
 
 METRICS_FILE = "metrics.json"
 EVAL_RESULTS_FILE = "eval_results.json"
