@@ -74,8 +74,9 @@ def draw_detections(image_bgr: np.ndarray, boxes: np.ndarray, scores: np.ndarray
         text = f"{name} {float(score):.2f}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, 1)
         ty = max(y0, th + base)
-        cv2.rectangle(out, (x0, ty - th - base), (x0 + tw, ty), colour, -1)
-        cv2.putText(out, text, (x0, ty - base), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale,
+        tx = max(0, min(x0, out.shape[1] - tw))  # keep the label inside the image
+        cv2.rectangle(out, (tx, ty - th - base), (tx + tw, ty), colour, -1)
+        cv2.putText(out, text, (tx, ty - base), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale,
                     (0, 0, 0), 1, cv2.LINE_AA)
     return out
 
