@@ -75,6 +75,13 @@ class FrozenBatchNorm2d(nn.Module):
         return module
 
 
+def freeze_(module: nn.Module) -> nn.Module:
+    """Stop gradients to ``module``'s parameters and fix its BN statistics (FrozenBN), in place."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return FrozenBatchNorm2d.convert_frozen_batchnorm(module)
+
+
 def get_norm(norm: Optional[str], channels: int) -> Optional[nn.Module]:
     """The norm layer named ``norm`` for ``channels`` channels, or None when ``norm`` is empty."""
     if not norm:

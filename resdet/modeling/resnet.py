@@ -14,8 +14,8 @@ from torch import nn
 
 from resdet.errors import UserError
 from resdet.modeling.layers import (
-    FrozenBatchNorm2d,
     ShapeSpec,
+    freeze_,
     conv_norm,
     he_init,
     zero_pad_shortcut,
@@ -197,10 +197,7 @@ class ResNet(nn.Module):
         """
         frozen = (["stem"] if freeze_at >= 1 else []) + self.stage_names[: max(freeze_at - 1, 0)]
         for name in frozen:
-            module = getattr(self, name)
-            for p in module.parameters():
-                p.requires_grad_(False)
-            FrozenBatchNorm2d.convert_frozen_batchnorm(module)
+            freeze_(getattr(self, name))
         return self
 
     def forward_features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resdet.errors import UserError
-from resdet.modeling.layers import FrozenBatchNorm2d, ShapeSpec, conv_norm
+from resdet.modeling.layers import ShapeSpec, conv_norm, freeze_
 
 # (block, number of 3x3 convs, channels) for configuration D.
 VGG16_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
@@ -80,10 +80,7 @@ class VGG(nn.Module):
         """Freeze conv blocks 1..``freeze_at`` (Faster R-CNN keeps conv1 and conv2 fixed)."""
         for names in self.block_layers[:freeze_at]:
             for name in names:
-                module = getattr(self, name)
-                for p in module.parameters():
-                    p.requires_grad_(False)
-                FrozenBatchNorm2d.convert_frozen_batchnorm(module)
+                freeze_(getattr(self, name))
         return self
 
     def forward_features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
