@@ -21,8 +21,11 @@ logger = logging.getLogger("resdet.engine")
 def select_device(cfg: Any) -> torch.device:
     """The device of this process: its GPU when CUDA is usable and MODEL.DEVICE asks for it."""
     want = str(cfg.MODEL.DEVICE)
-    if want.startswith("cuda") and torch.cuda.is_available():
-        return torch.device("cuda", comm.get_local_rank())
+    if want.startswith("cuda"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", comm.get_local_rank())
+        logger.warning("MODEL.DEVICE is %r but no CUDA GPU is visible; running on the CPU "
+                       "(set MODEL.DEVICE cpu to silence this).", want)
     return torch.device("cpu")
 
 
