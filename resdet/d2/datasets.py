@@ -1,13 +1,15 @@
 """Put resdet's builtin detection datasets into Detectron2's DatasetCatalog and MetadataCatalog.
 
 Detectron2 registers COCO 2017 and most VOC splits itself (``detectron2/data/datasets/
-builtin.py``); those registrations are reused, with Detectron2's own loaders. resdet adds what
-Detectron2 lacks: ``voc_2012_test`` (no public labels) and ``shapes_{train,val}``, whose loaders are
-resdet's (:mod:`resdet.data.catalog`).
+builtin.py``). Their names and metadata are kept, but the records come from resdet's loaders
+(:mod:`resdet.data.catalog`), which read the same files into the same dicts and, unlike
+Detectron2's, turn a malformed annotation file into one sentence naming it and skip impossible
+boxes and unknown categories with a warning and a count (issue 7). resdet adds the names
+Detectron2 lacks: ``voc_2012_test`` (no public labels) and ``shapes_{train,val}``.
 
 Detectron2 reads ``$DETECTRON2_DATASETS`` once, when ``detectron2.data`` is imported; resdet reads
-it at each use. When the two disagree (the variable was set after the import), Detectron2's
-loaders are registered again under the current root, so both engines always read the same folder.
+it at each use. The metadata's paths are refreshed whenever :func:`register_resdet_datasets` runs
+again after the variable changed, so both engines always read the same folder.
 """
 
 from __future__ import annotations
@@ -18,64 +20,38 @@ import os
 from typing import List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import load_coco_json, load_voc_instances
 
 from resdet.data import catalog
 from resdet.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-# Names resdet registered itself (so re-registration may replace them safely).
-_OWN: set = set()
+# Names resdet registered, with the metadata paths they were registered with.
+_OWN: dict = {}
+_PATH_KEYS = ("json_file", "image_root", "dirname")
 
 
 def _is_detection(meta: dict) -> bool:
     return meta.get("evaluator_type") in ("coco", "pascal_voc") and "thing_classes" in meta
 
 
-def _d2_paths_match(name: str, meta: dict) -> bool:
-    """Whether Detectron2's registration of ``name`` points where resdet's does now."""
-    d2_meta = MetadataCatalog.get(name)
-    if meta["evaluator_type"] == "coco":
-        keys = ("json_file", "image_root")
-    else:
-        keys = ("dirname",)
-    return all(
-        os.path.abspath(str(getattr(d2_meta, k, ""))) == os.path.abspath(meta[k]) for k in keys
-    )
-
-
-def _reregister_d2(name: str, meta: dict) -> None:
-    """Register ``name`` again with Detectron2's own loader, under resdet's current root."""
-    d2_meta = MetadataCatalog.get(name).as_dict()
-    DatasetCatalog.remove(name)
-    MetadataCatalog.remove(name)
-    d2_meta.pop("name", None)
-    if meta["evaluator_type"] == "coco":
-        json_file, image_root = meta["json_file"], meta["image_root"]
-        d2_meta.update(json_file=json_file, image_root=image_root)
-        DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
-    else:
-        dirname, split = meta["dirname"], meta["split"]
-        classes = list(d2_meta["thing_classes"])
-        d2_meta.update(dirname=dirname)
-        DatasetCatalog.register(name, lambda: load_voc_instances(dirname, split, classes))
-    MetadataCatalog.get(name).set(**d2_meta)
-
-
-def _register_own(name: str, meta: dict) -> None:
+def _register(name: str, meta: dict) -> None:
+    """Register resdet's loader for ``name``, keeping Detectron2's metadata where it had some."""
+    old_meta = {}
     if name in DatasetCatalog.list():
+        old_meta = MetadataCatalog.get(name).as_dict()
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
+    old_meta.pop("name", None)
 
     def load(n: str = name) -> List[dict]:
         return catalog.get_dataset_dicts(n)
 
     DatasetCatalog.register(name, load)
-    # The evaluators and the visualiser read these; paths follow $DETECTRON2_DATASETS at
-    # registration time (register_resdet_datasets runs again when it changes).
-    MetadataCatalog.get(name).set(**{k: v for k, v in meta.items() if k != "name"})
-    _OWN.add(name)
+    # The evaluators and the visualiser read these; resdet's paths win (the current root).
+    MetadataCatalog.get(name).set(**{**old_meta,
+                                     **{k: v for k, v in meta.items() if k != "name"}})
+    _OWN[name] = tuple(meta.get(k) for k in _PATH_KEYS)
 
 
 def register_resdet_datasets() -> List[str]:
@@ -91,16 +67,9 @@ def register_resdet_datasets() -> List[str]:
         meta = catalog.get_metadata(name)
         if not _is_detection(meta):
             continue
-        if name in _OWN:
-            if _d2_paths_match(name, meta):
-                continue
-            _register_own(name, meta)
-        elif name in DatasetCatalog.list():
-            if _d2_paths_match(name, meta):
-                continue
-            _reregister_d2(name, meta)
-        else:
-            _register_own(name, meta)
+        if _OWN.get(name) == tuple(meta.get(k) for k in _PATH_KEYS):
+            continue
+        _register(name, meta)
         changed.append(name)
     if changed:
         logger.info("Registered in Detectron2's DatasetCatalog: %s", ", ".join(changed))

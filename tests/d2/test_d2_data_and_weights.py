@@ -1,6 +1,7 @@
 """Datasets in Detectron2's catalog, and MODEL.WEIGHTS in resdet, torchvision and MSRA formats."""
 
 import os
+import re
 
 import pytest
 
@@ -39,8 +40,16 @@ def test_registration_follows_dataset_root(d2_datasets, tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
     changed = register_resdet_datasets()
     assert "coco_2017_train" in changed and "shapes_train" in changed
-    assert MetadataCatalog.get("coco_2017_train").json_file.startswith(str(tmp_path))
-    with pytest.raises(FileNotFoundError):
+    json_file = MetadataCatalog.get("coco_2017_train").json_file
+    assert json_file.startswith(str(tmp_path))
+    with pytest.raises(UserError, match="Dataset coco_2017_train is not on disk: "):
+        DatasetCatalog.get("coco_2017_train")
+    # Detectron2's records come from resdet's loaders: a broken file is one sentence naming it.
+    os.makedirs(os.path.join(tmp_path, "coco", "train2017"))
+    os.makedirs(os.path.dirname(json_file))
+    with open(json_file, "w") as f:
+        f.write('{"images": [')
+    with pytest.raises(UserError, match=re.escape(json_file)):
         DatasetCatalog.get("coco_2017_train")
     monkeypatch.setenv("DETECTRON2_DATASETS", d2_datasets)
     register_resdet_datasets()
