@@ -282,5 +282,21 @@ def main(args) -> Any:
         return ResdetTrainer.test(cfg, model)
     trainer = ResdetTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    trainer.train()
+    try:
+        trainer.train()
+    except FloatingPointError as e:
+        # Detectron2 stops on a non-finite loss with a traceback; say where, and what to resume.
+        raise UserError(_nonfinite_message(cfg.OUTPUT_DIR, trainer.iter)) from e
     return getattr(trainer, "_last_eval_results", None)
+
+
+def _nonfinite_message(output_dir: str, iteration: int) -> str:
+    pointer = os.path.join(output_dir, "last_checkpoint")
+    last = None
+    if os.path.isfile(pointer):
+        with open(pointer, encoding="utf-8") as f:
+            last = os.path.join(output_dir, f.read().strip())
+    where = (f"the last good checkpoint is {last} (continue from it with --resume, e.g. with a "
+             "lower SOLVER.BASE_LR)" if last else "no checkpoint was written before it")
+    return (f"The loss became infinite or NaN at iteration {iteration}; {where}. Lower "
+            "SOLVER.BASE_LR or add warm-up (SOLVER.WARMUP_ITERS).")

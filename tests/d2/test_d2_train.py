@@ -125,3 +125,19 @@ def test_sigterm_saves_a_checkpoint_then_stops():
     finally:
         hook.after_train()
     assert signal.getsignal(signal.SIGTERM) is old
+
+
+@pytest.mark.skipif(not os.path.isfile(QUICKSTART), reason="configs/quickstart.yaml not yet there")
+def test_nonfinite_loss_is_one_sentence_naming_iteration_and_checkpoint(d2_datasets, tmp_path):
+    from resdet.d2.train import _nonfinite_message
+
+    out = tmp_path / "nan"
+    # A zero pixel std makes every input infinite, so the first loss is NaN.
+    with pytest.raises(UserError, match=r"The loss became infinite or NaN at iteration 0; no "
+                                        r"checkpoint was written before it\."):
+        main(_args(out, "MODEL.PIXEL_STD", "[0.0, 0.0, 0.0]"))
+    (out / "last_checkpoint").write_text("model_0000099.pth")
+    message = _nonfinite_message(str(out), 123)
+    assert message.startswith("The loss became infinite or NaN at iteration 123; the last good "
+                              f"checkpoint is {out / 'model_0000099.pth'} (continue from it "
+                              "with --resume")
