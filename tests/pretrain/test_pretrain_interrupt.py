@@ -6,11 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.pretrain.tiny_cls_data import make_imagenet_folders
+from tests.subprocess_wait import wait_until
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TOOL = os.path.join(ROOT, "tools", "pretrain_imagenet.py")
@@ -42,17 +42,6 @@ def _metrics(out):
         return [json.loads(x) for x in f if x.strip().endswith("}")]
 
 
-def _wait(proc, cond, timeout=120):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if cond():
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for the training process")
-
-
 @pytest.mark.slow
 def test_sigterm_then_sigkill_then_resume(tmp_path):
     make_imagenet_folders(str(tmp_path / "datasets"), classes=3, per_class=4, val_per_class=1)
@@ -62,7 +51,7 @@ def test_sigterm_then_sigkill_then_resume(tmp_path):
     # 1) SIGTERM mid-run: checkpoint saved, exit code 0, message names the checkpoint
     p = subprocess.Popen(cmd, env=_env(tmp_path), stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
-    assert _wait(p, lambda: any(m.get("iteration", -1) >= 5 for m in _metrics(out)))
+    assert wait_until(p, lambda: any(m.get("iteration", -1) >= 5 for m in _metrics(out)))
     p.send_signal(signal.SIGTERM)
     text = p.communicate(timeout=120)[0]
     assert p.returncode == 0, text
@@ -75,7 +64,7 @@ def test_sigterm_then_sigkill_then_resume(tmp_path):
     p = subprocess.Popen(base + ["--resume"] + opts, env=_env(tmp_path), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     later = lambda: (out / "model_0000015.pth").exists()  # noqa: E731
-    assert _wait(p, lambda: later() and any(m.get("iteration", -1) >= 17
+    assert wait_until(p, lambda: later() and any(m.get("iteration", -1) >= 17
                                             for m in _metrics(out)))
     p.kill()
     p.wait()

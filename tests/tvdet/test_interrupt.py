@@ -8,10 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from tvdet_helpers import REPO, config_path, tiny_opts
+
+from tests.subprocess_wait import wait_until
 
 TOOL = os.path.join(REPO, "tools", "train_net.py")
 COCO = {"DATASETS.TRAIN": '("coco_2017_train",)', "DATASETS.TEST": '("coco_2017_val",)'}
@@ -29,17 +30,6 @@ def _iterations(out):
     return [r["iteration"] for r in _records(out)]
 
 
-def _wait(proc, cond, timeout=240):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if cond():
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for the training process")
-
-
 @pytest.mark.slow
 def test_sigterm_saves_and_sigkill_resumes(tiny_root, tmp_path):
     out = str(tmp_path / "run")
@@ -53,7 +43,7 @@ def test_sigterm_saves_and_sigkill_resumes(tiny_root, tmp_path):
     # SIGTERM mid-run: a checkpoint of the current iteration, exit code 0, no traceback.
     p = subprocess.Popen(cmd + opts, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True)
-    assert _wait(p, lambda: any(i >= 3 for i in _iterations(out)))
+    assert wait_until(p, lambda: any(i >= 3 for i in _iterations(out)))
     p.send_signal(signal.SIGTERM)
     text = p.communicate(timeout=240)[0]
     assert p.returncode == 0, text
@@ -66,7 +56,7 @@ def test_sigterm_saves_and_sigkill_resumes(tiny_root, tmp_path):
     p = subprocess.Popen(cmd + ["--resume"] + opts, env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     later = os.path.join(out, "model_0000014.pth")
-    assert _wait(p, lambda: os.path.exists(later) and max(_iterations(out)) >= 16)
+    assert wait_until(p, lambda: os.path.exists(later) and max(_iterations(out)) >= 16)
     p.kill()
     p.wait(timeout=60)
     with open(os.path.join(out, "last_checkpoint")) as f:
