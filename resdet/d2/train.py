@@ -36,6 +36,7 @@ from resdet.checkpoint.atomic import atomic_write_bytes
 from resdet.config import add_resdet_config, check_keys_honoured, flatten, load_config
 from resdet.d2.checkpoint import ResdetCheckpointer
 from resdet.d2.datasets import prepare_datasets, register_resdet_datasets
+from resdet.data import catalog
 from resdet.d2.voc_submission import VOCSubmissionWriter
 from resdet.errors import UserError
 
@@ -176,6 +177,12 @@ class ResdetTrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
+        if not cfg.DATALOADER.SKIP_BAD_SAMPLES:
+            # The catalog's loaders skip bad annotations with a warning; this setting asks to
+            # fail at the first one instead, so read the training sets strictly once first.
+            for name in cfg.DATASETS.TRAIN:
+                if name in catalog.list_datasets():
+                    catalog.get_dataset_dicts(name, strict=True)
         mapper = SkippingDatasetMapper(cfg, is_train=True,
                                        skip_bad=cfg.DATALOADER.SKIP_BAD_SAMPLES)
         return build_detection_train_loader(cfg, mapper=mapper)
@@ -287,7 +294,57 @@ def main(args) -> Any:
     except FloatingPointError as e:
         # Detectron2 stops on a non-finite loss with a traceback; say where, and what to resume.
         raise UserError(_nonfinite_message(cfg.OUTPUT_DIR, trainer.iter)) from e
+    if comm.is_main_process() and cfg.DATASETS.TEST:
+        _draw_examples(cfg, trainer.model)
     return getattr(trainer, "_last_eval_results", None)
+
+
+class _AsTorchvisionDetector(torch.nn.Module):
+    """A Detectron2 detector behind torchvision's interface (CHW tensors in; dicts of boxes,
+    scores, labels out), so resdet's drawing code serves both engines.
+
+    Resizes each image to the test size first, as Detectron2's ``DefaultPredictor`` does (the
+    model itself does not); boxes come back in the original image's pixels.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg):
+        super().__init__()
+        from detectron2.data import transforms as T
+
+        self.model = model
+        self.resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+
+    def forward(self, images):
+        inputs = []
+        for im in images:
+            hwc = im.permute(1, 2, 0).cpu().numpy()
+            resized = self.resize.get_transform(hwc).apply_image(hwc)
+            inputs.append({"image": torch.as_tensor(resized.transpose(2, 0, 1).copy()),
+                           "height": im.shape[-2], "width": im.shape[-1]})
+        outputs = []
+        for out in self.model(inputs):
+            inst = out["instances"]
+            outputs.append({"boxes": inst.pred_boxes.tensor, "scores": inst.scores,
+                            "labels": inst.pred_classes})
+        return outputs
+
+
+def _draw_examples(cfg, model: torch.nn.Module) -> None:
+    """Draw predictions on a few test images into OUTPUT_DIR/predictions, as the torchvision
+    engine does after training (a courtesy: failure only warns)."""
+    from resdet.tvdet.predict import draw_dataset_examples
+
+    model = model.module if hasattr(model, "module") else model
+    name = cfg.DATASETS.TEST[0]
+    try:
+        paths = draw_dataset_examples(cfg, _AsTorchvisionDetector(model, cfg), name,
+                                      os.path.join(cfg.OUTPUT_DIR, "predictions"), count=4)
+    except UserError as e:
+        logger.warning("Could not draw predictions: %s", e)
+        return
+    if paths:
+        logger.info("Drew predictions on %d %s images into %s", len(paths), name,
+                    os.path.dirname(paths[0]))
 
 
 def _nonfinite_message(output_dir: str, iteration: int) -> str:

@@ -4,6 +4,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 
 import pytest
@@ -35,6 +36,8 @@ def test_train_resume_and_eval_only(d2_datasets, tmp_path):
     assert list(saved) == ["shapes_val"]
     assert set(saved["shapes_val"]["bbox"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"}
     assert (out / "log.txt").is_file() and (out / "config.yaml").is_file()
+    # as on the torchvision engine, a few test images are drawn after training
+    assert len(list((out / "predictions").glob("*.png"))) == 3
     first = torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)
 
     # --resume continues from last_checkpoint: one more iteration, not a fresh start
@@ -65,6 +68,25 @@ def test_dataset_not_on_disk_is_one_sentence(d2_datasets, tmp_path, monkeypatch)
     monkeypatch.setenv("DETECTRON2_DATASETS", d2_datasets)
     with pytest.raises(UserError, match=r"'shapes_tran'.*did you mean 'shapes_train'"):
         main(_args(tmp_path / "out", "DATASETS.TRAIN", "('shapes_tran',)"))
+
+
+@pytest.mark.skipif(not os.path.isfile(QUICKSTART), reason="configs/quickstart.yaml not yet there")
+def test_bad_box_fails_when_skipping_is_off(d2_datasets, tmp_path, monkeypatch):
+    import shutil
+
+    root = tmp_path / "ds"
+    shutil.copytree(d2_datasets, root)
+    json_file = root / "coco" / "annotations" / "instances_train2017.json"
+    data = json.loads(json_file.read_text())
+    data["annotations"][0]["bbox"][2] = -5.0  # negative width
+    json_file.write_text(json.dumps(data))
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
+    coco = ("DATASETS.TRAIN", "('coco_2017_train',)", "DATASETS.TEST", "()",
+            "MODEL.ROI_HEADS.NUM_CLASSES", "80")
+    with pytest.raises(UserError, match=re.escape(str(json_file))):
+        main(_args(tmp_path / "out", *coco, "DATALOADER.SKIP_BAD_SAMPLES", "False"))
+    main(_args(tmp_path / "out2", *coco))  # skipped with a warning by default: trains
+    assert (tmp_path / "out2" / "model_final.pth").is_file()
 
 
 @pytest.mark.skipif(not os.path.isfile(QUICKSTART), reason="configs/quickstart.yaml not yet there")
