@@ -66,3 +66,17 @@ def test_score_map_is_fc_as_1x1_conv():
     feat = model.forward_features(x)["res4"]
     manual = torch.einsum("nchw,kc->nkhw", feat, model.fc.weight) + model.fc.bias[:, None, None]
     torch.testing.assert_close(smap, manual, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_vgg16_fully_convolutional_equals_its_classifier_at_224():
+    # fc6 as a 7x7 conv, fc7/fc8 as 1x1 convs: on a 224 input (a 7x7 pool5 map) the score map is
+    # 1x1 and equals the ordinary forward (eval mode: no dropout).
+    torch.manual_seed(0)
+    model = build_classifier("vgg16", num_classes=5).eval()
+    x = torch.randn(2, 3, 224, 224)
+    smap = class_score_map(model, x)
+    assert smap.shape == (2, 5, 1, 1)
+    torch.testing.assert_close(smap[:, :, 0, 0], model(x), rtol=1e-4, atol=1e-5)
+    # a larger input slides the same classifier: 256 -> an 8x8 pool5 map -> 2x2 scores
+    assert class_score_map(model, torch.randn(1, 3, 256, 256)).shape == (1, 5, 2, 2)
