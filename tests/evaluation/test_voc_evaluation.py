@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from resdet.data.tiny_datasets import make_tiny_voc, voc_xml
+from resdet.data.tiny_datasets import make_tiny_voc
 from resdet.data.voc import VOC_CLASSES
 from resdet.errors import UserError
+from tests.voc_hand_case import write_hand_voc
 from resdet.evaluation.voc_evaluation import (
     IOU_THRESHOLDS,
     PascalVOCEvaluator,
@@ -107,17 +108,6 @@ def test_equals_devkit_loop_on_random_data(use_07):
     assert 0.2 < ours[0] < 1.0
 
 
-def _hand_dataset(root, year, split):
-    base = make_tiny_voc(str(root), year, {split: 2})
-    ann = os.path.join(base, "Annotations")
-    with open(os.path.join(ann, "000001.xml"), "w") as f:
-        f.write(voc_xml("000001.jpg", 60, 70, [
-            {"name": "dog", "bbox": (1, 1, 10, 10)},
-            {"name": "dog", "bbox": (21, 21, 30, 30), "difficult": 1}]))
-    with open(os.path.join(ann, "000002.xml"), "w") as f:
-        f.write(voc_xml("000002.jpg", 60, 70, [{"name": "dog", "bbox": (1, 1, 10, 10)}]))
-
-
 def _hand_outputs():
     dog = VOC_CLASSES.index("dog")
     inputs = [{"image_id": "000001"}, {"image_id": "000002"}]
@@ -134,7 +124,7 @@ def _hand_outputs():
 @pytest.mark.parametrize("year,expected", [(2007, 100 * 8.5 / 11), (2012, 75.0)])
 def test_evaluator_on_hand_case(tmp_path, monkeypatch, year, expected):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
-    _hand_dataset(tmp_path, year, "val")
+    write_hand_voc(tmp_path, year, "val")
     ev = PascalVOCEvaluator(f"voc_{year}_val")
     ev.reset()
     ev.process(*_hand_outputs())

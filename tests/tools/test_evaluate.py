@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from resdet.data.tiny_datasets import make_tiny_voc, voc_xml
+from resdet.data.tiny_datasets import make_tiny_voc
 from resdet.evaluation.bench import make_synthetic_coco
+from tests.voc_hand_case import write_hand_voc
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
@@ -56,14 +57,7 @@ def test_equals_pycocotools_on_the_same_file(tmp_path):
 
 
 def _hand_voc(root):
-    base = make_tiny_voc(str(root), 2007, {"test": 2})
-    ann = os.path.join(base, "Annotations")
-    with open(os.path.join(ann, "000001.xml"), "w") as f:
-        f.write(voc_xml("000001.jpg", 60, 70, [
-            {"name": "dog", "bbox": (1, 1, 10, 10)},
-            {"name": "dog", "bbox": (21, 21, 30, 30), "difficult": 1}]))
-    with open(os.path.join(ann, "000002.xml"), "w") as f:
-        f.write(voc_xml("000002.jpg", 60, 70, [{"name": "dog", "bbox": (1, 1, 10, 10)}]))
+    write_hand_voc(root, 2007, "test")
     dets = [("000001", [0, 0, 10, 10], 0.9), ("000001", [20, 20, 10, 10], 0.8),
             ("000001", [0, 0, 10, 10], 0.7), ("000002", [39, 39, 11, 11], 0.6),
             ("000002", [0, 0, 10, 10], 0.5)]
