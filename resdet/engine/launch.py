@@ -83,7 +83,7 @@ def launch(
     machine_rank: int = 0,
     dist_url: Optional[str] = "auto",
     args: Sequence[Any] = (),
-) -> None:
+) -> Any:
     """Run ``main_func(*args)`` in ``num_gpus_per_machine * num_machines`` processes.
 
     Args:
@@ -93,6 +93,10 @@ def launch(
         machine_rank: this machine's index, 0..num_machines-1.
         dist_url: ``tcp://host:port`` of machine 0, or "auto" for a free local port.
         args: arguments for ``main_func``.
+
+    Returns:
+        What ``main_func`` returned when it ran in this process (one process, or under
+        ``torchrun``); None when it ran in spawned workers.
 
     Raises:
         UserError: impossible settings, or a worker that stopped (its message is passed on).
@@ -108,11 +112,9 @@ def launch(
     if "WORLD_SIZE" in os.environ and "RANK" in os.environ and world_size == 1:
         # Started by torchrun: one process per rank already exists.
         _init_from_env()
-        main_func(*args)
-        return
+        return main_func(*args)
     if world_size == 1:
-        main_func(*args)
-        return
+        return main_func(*args)
     if dist_url in (None, "", "auto"):
         if num_machines > 1:
             raise UserError("--dist-url auto works on one machine only; pass "

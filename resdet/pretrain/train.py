@@ -196,11 +196,11 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
             "checkpoint": result.checkpoint, "iteration": result.iteration}
 
 
-def _worker(args: Any) -> None:
+def _worker(args: Any) -> Dict[str, Any]:
     from resdet.config import load_config
 
     cfg = load_config(args.config_file, args.opts)
-    run(cfg, args)
+    return run(cfg, args)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -215,11 +215,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     cfg = load_config(args.config_file, args.opts)  # config errors before any process starts
     check_pretrain_config(cfg)
-    if args.num_gpus * args.num_machines == 1:
-        out = run(cfg, args)
-    else:
-        launch(_worker, args.num_gpus, num_machines=args.num_machines,
-               machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
-        out = {}
+    # In this process for one process or under torchrun (which has started one per rank);
+    # otherwise in spawned workers, whose results stay in OUTPUT_DIR.
+    out = launch(_worker, args.num_gpus, num_machines=args.num_machines,
+                 machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,)) or {}
     if out.get("interrupted"):
         print(f"Stopped by a signal; saved {out['checkpoint']}; continue with --resume.")

@@ -93,16 +93,23 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     make_imagenet_folders(str(tmp_path / "datasets"), classes=3, per_class=4, val_per_class=1)
     # GroupNorm: BN's batch statistics would legitimately differ between 1x8 and 2x4 images
     extra = {"PRETRAIN.NORM": "GN", "SOLVER.IMS_PER_BATCH": "8", "SOLVER.CHECKPOINT_PERIOD": "100"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node", "2", TOOL]
+    launchers = {1: [sys.executable, TOOL, "--num-gpus", "1"],
+                 2: [sys.executable, TOOL, "--num-gpus", "2"],
+                 "torchrun": torchrun}  # torchrun starts the 2 processes itself
     losses = {}
-    for n in (1, 2):
+    for n, launcher in launchers.items():
         out = tmp_path / f"np{n}"
-        r = subprocess.run([sys.executable, TOOL, "--config", CONFIG, "--num-gpus", str(n)]
-                           + _opts(out, 3, **extra), env=_env(tmp_path), capture_output=True,
-                           text=True, timeout=300)
+        r = subprocess.run(launcher + ["--config", CONFIG] + _opts(out, 3, **extra),
+                           env=_env(tmp_path), capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stdout + r.stderr
+        if n != 1:
+            assert "Rank 0 of 2" in r.stdout + r.stderr
         losses[n] = [m["loss_cls"] for m in _metrics(out) if "loss_cls" in m]
-    print("first losses, 1 process x 8 vs 2 processes x 4:", losses)
-    assert len(losses[1]) == len(losses[2]) == 3
+    print("first losses, 1 process x 8 vs 2 processes x 4 (spawned, torchrun):", losses)
+    assert len(losses[1]) == len(losses[2]) == len(losses["torchrun"]) == 3
     assert all(0 < v < 10 for v in losses[1])  # a sane, training network
-    for a, b in zip(losses[1], losses[2]):
-        assert abs(a - b) <= 1e-4 * max(1.0, abs(a)), losses  # stated tolerance: 1e-4 relative
+    for a, b, c in zip(losses[1], losses[2], losses["torchrun"]):
+        for other in (b, c):  # stated tolerance: 1e-4 relative
+            assert abs(a - other) <= 1e-4 * max(1.0, abs(a)), losses
