@@ -115,7 +115,7 @@ class SignalCheckpointHook(HookBase):
         self._restore()
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
+        raise SystemExit(0)  # a clean stop, as on the torchvision engine and in pretraining
 
     def after_train(self) -> None:
         self._restore()

@@ -142,7 +142,7 @@ def test_sigterm_saves_a_checkpoint_then_stops():
         os.kill(os.getpid(), signal.SIGTERM)
         with pytest.raises(SystemExit) as exc:
             hook.after_step()
-        assert exc.value.code == 128 + signal.SIGTERM
+        assert exc.value.code == 0  # saved and stopped cleanly, as the other engines do
         assert saved == [("model_0000041", {"iteration": 41})]
     finally:
         hook.after_train()
