@@ -10,7 +10,7 @@ setup(
         "ImageNet/CIFAR recipes, and Faster R-CNN on Detectron2 or torchvision."
     ),
     packages=find_packages(include=["resdet", "resdet.*"]),
-    python_requires=">=3.9",
+    python_requires=">=3.10",  # torchvision>=0.29 needs it
     install_requires=[
         # torchvision>=0.29's registry wheels bring torch's CUDA build, which also runs on a CPU.
         "torch>=2.4",
