@@ -75,15 +75,9 @@ class MetricsWriter:
         """Drop lines with ``iteration`` greater than ``iteration`` (work redone after resume)."""
         if not self.enabled or not os.path.isfile(self.path):
             return
-        keep = []
-        with open(self.path) as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by SIGKILL
-                if rec.get("iteration", -1) <= iteration:
-                    keep.append(json.dumps(rec))
+        # read_metrics skips a line cut by SIGKILL
+        keep = [json.dumps(rec) for rec in read_metrics(self.path)
+                if rec.get("iteration", -1) <= iteration]
         atomic_write_bytes(self.path, ("\n".join(keep) + ("\n" if keep else "")).encode())
 
     def write(self, record: Dict[str, Any]) -> None:
@@ -95,12 +89,23 @@ class MetricsWriter:
             f.flush()
 
 
+def _json_null_nonfinite(value: Any) -> Any:
+    """NaN/inf (e.g. the AP of a class without detections) as null: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _json_null_nonfinite(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_eval_results(output_dir: str, results: Dict[str, Any]) -> str:
-    """Write ``{dataset: {metric: value}}`` to ``output_dir/eval_results.json`` (rank 0)."""
+    """Write ``{dataset: {metric: value}}`` to ``output_dir/eval_results.json`` (rank 0), for
+    every engine and pretraining alike; non-finite values become null."""
     path = os.path.join(output_dir, EVAL_RESULTS_FILE)
     if comm.is_main_process():
         os.makedirs(output_dir, exist_ok=True)
-        atomic_write_bytes(path, (json.dumps(results, indent=2) + "\n").encode())
+        text = json.dumps(_json_null_nonfinite(results), indent=2)
+        atomic_write_bytes(path, (text + "\n").encode())
     return path
 
 
