@@ -10,9 +10,7 @@ step with iteration, losses, lr, time, data_time), ``model_NNNNNNN.pth`` / ``mod
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import signal
 import threading
@@ -32,11 +30,11 @@ from detectron2.evaluation import (
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 
-from resdet.checkpoint.atomic import atomic_write_bytes
 from resdet.config import add_resdet_config, check_keys_honoured, flatten, load_config
 from resdet.d2.checkpoint import ResdetCheckpointer
 from resdet.d2.datasets import prepare_datasets, register_resdet_datasets
 from resdet.data import catalog
+from resdet.engine.events import write_eval_results
 from resdet.d2.voc_submission import VOCSubmissionWriter
 from resdet.errors import UserError
 
@@ -119,24 +117,6 @@ class SignalCheckpointHook(HookBase):
 
     def after_train(self) -> None:
         self._restore()
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe metrics: NaN (e.g. AP of a dataset without detections) becomes null."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_eval_results(output_dir: str, results: Dict[str, Any]) -> str:
-    """Write ``{dataset: {"bbox": {...}}}`` to ``output_dir/eval_results.json`` (atomically)."""
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, "eval_results.json")
-    text = json.dumps(_clean(results), indent=2, sort_keys=True)
-    atomic_write_bytes(path, text.encode("utf-8"))
-    return path
 
 
 class ResdetTrainer(DefaultTrainer):
@@ -222,8 +202,8 @@ class ResdetTrainer(DefaultTrainer):
             per_dataset[cfg.DATASETS.TEST[0]] = results
         else:
             per_dataset.update(results)
+        path = write_eval_results(cfg.OUTPUT_DIR, per_dataset)
         if comm.is_main_process():
-            path = write_eval_results(cfg.OUTPUT_DIR, per_dataset)
             logger.info("Evaluation results written to %s", path)
         return results
 
