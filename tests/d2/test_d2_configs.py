@@ -15,7 +15,7 @@ pytest.importorskip("detectron2")
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from conftest import TINY_OPTS, write_tame_weights  # noqa: E402
+from tests.d2.d2_helpers import TINY_OPTS, write_tame_weights  # noqa: E402
 
 from resdet.d2.train import main  # noqa: E402
 

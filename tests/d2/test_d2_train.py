@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("detectron2")
 
 import torch  # noqa: E402
-from conftest import TINY_OPTS  # noqa: E402
+from tests.d2.d2_helpers import TINY_OPTS  # noqa: E402
 
 from resdet.d2.train import SignalCheckpointHook, SkippingDatasetMapper, main  # noqa: E402
 from resdet.errors import UserError  # noqa: E402
