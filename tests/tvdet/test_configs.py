@@ -59,7 +59,9 @@ def test_config_trains_two_iterations_and_evaluates(path, datasets_env, tmp_path
         written = json.load(f)
     test_set = load_config(path, tiny_opts(out, **extra)).DATASETS.TEST[0]
     assert set(written) == {test_set}
-    assert json.dumps(written, sort_keys=True) == json.dumps(results, sort_keys=True)
+    # the same numbers; JSON has no NaN, so an undefined AP is written as null
+    assert json.dumps(written, sort_keys=True) == \
+        json.dumps(results, sort_keys=True).replace("NaN", "null")
     if test_set == "voc_2012_test":
         # no public labels: the VOC server's submission files instead of numbers
         folder = os.path.join(out, "inference", test_set, "results", "VOC2012", "Main")
