@@ -23,6 +23,7 @@ setup(
         "tqdm",
         "matplotlib",
         "pyyaml",
+        "scipy",  # the ImageNet devkit's meta.mat (flat val layout), as torchvision reads it
     ],
     extras_require={"dev": ["pytest>=7", "pytest-timeout", "ruff>=0.5"]},
 )

@@ -1,24 +1,30 @@
 """Classification datasets: ImageNet class folders, CIFAR-10 batches, and ``synthetic_imagenet``.
 
-=======================  ===============================================================
+=======================  ===========================================================================
 name                     files under ``$DETECTRON2_DATASETS`` (default ``./datasets``)
-=======================  ===============================================================
+=======================  ===========================================================================
 imagenet_train           imagenet/train/<wnid>/*.JPEG
-imagenet_val             imagenet/val/<wnid>/*.JPEG (the val set sorted into class folders)
+imagenet_val             imagenet/val/<wnid>/*.JPEG (sorted into class folders), or the official
+                         flat imagenet/val/ILSVRC2012_val_*.JPEG with imagenet/LOC_val_solution.csv
+                         or the devkit imagenet/ILSVRC2012_devkit_t12{.tar.gz,/}
 cifar10_train            cifar10/cifar-10-batches-py/data_batch_1..5
 cifar10_test             cifar10/cifar-10-batches-py/test_batch
 synthetic_imagenet       synthetic_imagenet/train/<class>/*.JPEG (generated on first use)
 synthetic_imagenet_val   synthetic_imagenet/val/<class>/*.JPEG
-=======================  ===============================================================
+=======================  ===========================================================================
 
-Class index = position of the class folder in sorted order (as torchvision's ImageFolder and
-fb.resnet.torch). Records: ``{"file_name", "label", "image_id"}`` for folders,
+Class index = position of the class folder (WordNet id) in sorted order (as torchvision's
+ImageFolder and fb.resnet.torch). A test set is matched to the training set by class name
+(:func:`align_labels`), so a val folder that lacks some classes is still labelled right.
+Records: ``{"file_name", "label", "image_id"}`` for folders,
 ``{"image" (32x32x3 uint8 RGB), "label", "image_id"}`` for CIFAR. Metadata carries
 ``evaluator_type`` "classification" and ``classes``.
 """
 
 from __future__ import annotations
 
+import csv as csv_module
+import functools
 import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -81,20 +87,200 @@ def _folder_path(name: str) -> str:
     return os.path.join(dataset_root(), sub, split)
 
 
+def _has_class_folders(folder: str) -> bool:
+    return any(d.is_dir() for d in os.scandir(folder))
+
+
+def _flat_images(folder: str) -> List[str]:
+    return sorted(f.name for f in os.scandir(folder)
+                  if f.is_file() and f.name.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def _is_flat_val(name: str, folder: str) -> bool:
+    return (name == "imagenet_val" and os.path.isdir(folder) and not _has_class_folders(folder)
+            and bool(_flat_images(folder)))
+
+
 def _load_folder(name: str) -> List[dict]:
     if name.startswith("synthetic_imagenet"):
         from resdet.data.cls_synthetic import generate_synthetic_imagenet
 
         generate_synthetic_imagenet(dataset_root())
-    return scan_class_folders(_folder_path(name), name)[0]
+    folder = _folder_path(name)
+    if _is_flat_val(name, folder):
+        return _load_flat_imagenet_val(folder)
+    return scan_class_folders(folder, name)[0]
 
 
 def _folder_metadata(name: str) -> Dict[str, Any]:
     path = _folder_path(name)
-    classes = (sorted(d.name for d in os.scandir(path) if d.is_dir())
-               if os.path.isdir(path) else [])
+    if _is_flat_val(name, path):
+        classes = sorted(set(imagenet_val_labels(os.path.dirname(path)).values()))
+    else:
+        classes = (sorted(d.name for d in os.scandir(path) if d.is_dir())
+                   if os.path.isdir(path) else [])
     return {"name": name, "evaluator_type": "classification", "root": path, "classes": classes,
             "image_root": path}
+
+
+# ------------------------------------------------------------------ ImageNet's flat val layout
+VAL_SOLUTION_CSV = "LOC_val_solution.csv"
+DEVKIT = "ILSVRC2012_devkit_t12"
+_DEVKIT_GT = "data/ILSVRC2012_validation_ground_truth.txt"
+_DEVKIT_META = "data/meta.mat"
+
+
+def _file_key(path: str) -> Tuple[str, int, int]:
+    st = os.stat(path)
+    return path, st.st_mtime_ns, st.st_size
+
+
+def imagenet_val_labels(imagenet_root: str) -> Dict[str, str]:
+    """Ground truth of ImageNet's official (flat) val set: image name stem -> WordNet id.
+
+    Reads, in this order, ``<imagenet_root>/LOC_val_solution.csv`` (Kaggle's ImageNet
+    localization challenge: ``ImageId,PredictionString``, the first token is the WordNet id), the
+    devkit folder ``ILSVRC2012_devkit_t12/`` or its archive ``ILSVRC2012_devkit_t12.tar.gz``
+    (``data/ILSVRC2012_validation_ground_truth.txt``: the ILSVRC2012_ID of val image 1, 2, ...;
+    ``data/meta.mat``: ILSVRC2012_ID -> WordNet id, as torchvision's ``ImageNet`` reads it).
+
+    Raises:
+        UserError: no label file, or one that cannot be read (naming the file).
+    """
+    csv = os.path.join(imagenet_root, VAL_SOLUTION_CSV)
+    if os.path.isfile(csv):
+        return _read_val_solution(*_file_key(csv))
+    folder = os.path.join(imagenet_root, DEVKIT)
+    if os.path.isdir(folder):
+        gt, meta = os.path.join(folder, _DEVKIT_GT), os.path.join(folder, _DEVKIT_META)
+        for path in (gt, meta):
+            if not os.path.isfile(path):
+                raise UserError(f"The ImageNet devkit folder {folder} has no {path}; unpack "
+                                f"{DEVKIT}.tar.gz from image-net.org there again.")
+        return _read_devkit(*_file_key(gt), *_file_key(meta))
+    archive = folder + ".tar.gz"
+    if os.path.isfile(archive):
+        return _read_devkit_archive(*_file_key(archive))
+    raise UserError(f"{os.path.join(imagenet_root, 'val')} holds ImageNet's flat val images but "
+                    f"no labels: put {VAL_SOLUTION_CSV} (Kaggle) or {DEVKIT}.tar.gz "
+                    f"(image-net.org) in {imagenet_root}, or sort val into class folders "
+                    "(datasets/README.md).")
+
+
+@functools.lru_cache(maxsize=4)
+def _read_val_solution(path: str, _mtime: int, _size: int) -> Dict[str, str]:
+    labels: Dict[str, str] = {}
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv_module.reader(f))
+    except (OSError, UnicodeDecodeError, csv_module.Error) as e:
+        raise UserError(f"Cannot read {path}: {e}; download it again.") from e
+    if not rows or [c.strip() for c in rows[0][:2]] != ["ImageId", "PredictionString"]:
+        raise UserError(f"{path} is not Kaggle's {VAL_SOLUTION_CSV}: its first line should be "
+                        "'ImageId,PredictionString'.")
+    for lineno, row in enumerate(rows[1:], start=2):
+        tokens = row[1].split() if len(row) >= 2 else []
+        if not tokens or not row[0]:
+            raise UserError(f"{path} line {lineno} has no image id or WordNet id: {row!r}.")
+        labels[row[0].strip()] = tokens[0]
+    return labels
+
+
+def _devkit_labels(gt_text: str, meta_file: Any, where: str) -> Dict[str, str]:
+    try:
+        from scipy import io as sio
+    except ImportError as e:  # pragma: no cover - scipy is a dependency
+        raise UserError("Reading the ImageNet devkit's meta.mat needs scipy: pip install scipy.") \
+            from e
+    try:
+        synsets = sio.loadmat(meta_file, squeeze_me=True)["synsets"]
+        id_to_wnid = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets
+                      if int(s["num_children"]) == 0}
+    except Exception as e:  # a truncated or foreign .mat file
+        raise UserError(f"Cannot read {where}/{_DEVKIT_META} ({e}); download {DEVKIT}.tar.gz "
+                        "again.") from e
+    labels: Dict[str, str] = {}
+    for i, line in enumerate(gt_text.split(), start=1):
+        try:
+            labels[f"ILSVRC2012_val_{i:08d}"] = id_to_wnid[int(line)]
+        except (ValueError, KeyError) as e:
+            raise UserError(f"{where}/{_DEVKIT_GT} line {i}: {line!r} is not an ILSVRC2012_ID of "
+                            "meta.mat's 1000 classes; download the devkit again.") from e
+    return labels
+
+
+@functools.lru_cache(maxsize=4)
+def _read_devkit(gt: str, _m1: int, _s1: int, meta: str, _m2: int, _s2: int) -> Dict[str, str]:
+    with open(gt) as f:
+        text = f.read()
+    return _devkit_labels(text, meta, os.path.dirname(os.path.dirname(gt)))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_devkit_archive(path: str, _mtime: int, _size: int) -> Dict[str, str]:
+    import io
+    import tarfile
+
+    try:
+        with tarfile.open(path) as tar:
+            files = {}
+            for suffix in (_DEVKIT_GT, _DEVKIT_META):
+                member = next((m for m in tar.getmembers() if m.name.endswith(suffix)), None)
+                if member is None:
+                    raise UserError(f"{path} holds no {suffix}; is it ILSVRC2012's devkit "
+                                    f"({DEVKIT}.tar.gz)?")
+                files[suffix] = tar.extractfile(member).read()
+    except (OSError, EOFError, tarfile.TarError) as e:
+        raise UserError(f"Cannot read {path} ({e}); download it again.") from e
+    return _devkit_labels(files[_DEVKIT_GT].decode(), io.BytesIO(files[_DEVKIT_META]), path)
+
+
+def _load_flat_imagenet_val(folder: str) -> List[dict]:
+    """Records of the flat val folder, labelled by sorted WordNet id like the class folders."""
+    labels = imagenet_val_labels(os.path.dirname(folder))
+    classes = sorted(set(labels.values()))
+    index = {c: i for i, c in enumerate(classes)}
+    records: List[dict] = []
+    for fn in _flat_images(folder):
+        wnid = labels.get(os.path.splitext(fn)[0])
+        if wnid is None:
+            raise UserError(f"{os.path.join(folder, fn)} has no label in the val ground truth "
+                            f"next to {folder}; remove it or use the matching label file.")
+        records.append({"file_name": os.path.join(folder, fn), "label": index[wnid],
+                        "image_id": len(records)})
+    if len(records) < len(labels):
+        logger.warning("%s holds %d of the %d labelled val images; the rest are missing.", folder,
+                       len(records), len(labels))
+    return records
+
+
+def align_labels(records: Sequence[dict], classes: Sequence[str], reference: Sequence[str],
+                 name: str, reference_name: str) -> List[dict]:
+    """Relabel a test set so its labels index the training set's classes, matched by name.
+
+    A val folder without some class folders (or extra empty ones) would otherwise shift every
+    label after the gap, silently.
+
+    Args:
+        records: the test set's records, labels indexing ``classes``.
+        classes: the test set's class names.
+        reference: the training classes (the model's output order).
+        name, reference_name: dataset names for the message.
+
+    Raises:
+        UserError: the test set has images of classes the training set does not have.
+    """
+    if list(classes) == list(reference):
+        return list(records)
+    index = {c: i for i, c in enumerate(reference)}
+    used = sorted({classes[r["label"]] for r in records})
+    unknown = [c for c in used if c not in index]
+    if unknown:
+        raise UserError(f"Dataset {name} has images of {len(unknown)} classes that "
+                        f"{reference_name} does not have ({', '.join(unknown[:5])}"
+                        f"{', ...' if len(unknown) > 5 else ''}); a test set's classes must be "
+                        "among the training classes (they are matched by folder name).")
+    return [dict(r, label=index[classes[r["label"]]]) for r in records]
 
 
 def _load_cifar(name: str) -> List[dict]:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from resdet.config.defaults import CHOICES
+from resdet.data import get_metadata
+from resdet.data.classification import align_labels
 from resdet.engine import comm
 from resdet.engine.defaults import build_trainer, default_setup, per_process_batch, select_device
 from resdet.engine.launch import default_argument_parser, launch
@@ -78,14 +80,19 @@ def build_pretrain_model(cfg: Any) -> nn.Module:
     return build_classifier(arch, num_classes=cfg.MODEL.RESDET.NUM_CLASSES, **options)
 
 
-def _export_info(cfg: Any) -> Dict[str, Any]:
-    return {"arch": cfg.MODEL.RESDET.ARCH, "shortcut": cfg.MODEL.RESDET.SHORTCUT,
+def _export_info(cfg: Any, classes: Optional[List[str]]) -> Dict[str, Any]:
+    info = {"arch": cfg.MODEL.RESDET.ARCH, "shortcut": cfg.MODEL.RESDET.SHORTCUT,
             "norm": cfg.PRETRAIN.NORM, "stride_in_1x1": bool(cfg.MODEL.RESNETS.STRIDE_IN_1X1),
             "num_classes": cfg.MODEL.RESDET.NUM_CLASSES,
             "trained_on": list(cfg.DATASETS.TRAIN)}
+    if classes:
+        info["classes"] = list(classes)  # the output order, for --eval-only elsewhere
+    return info
 
 
-def _test_sets(cfg: Any) -> Dict[str, List[dict]]:
+def _test_sets(cfg: Any, classes: Optional[List[str]], classes_from: str
+               ) -> Dict[str, List[dict]]:
+    """The evaluation sets, labelled in the model's class order (matched by class name)."""
     sets: Dict[str, List[dict]] = {}
     train_name = cfg.DATASETS.TRAIN[0]
     if cfg.PRETRAIN.VAL_SPLIT > 0:
@@ -93,7 +100,11 @@ def _test_sets(cfg: Any) -> Dict[str, List[dict]]:
         sets[f"{train_name}_heldout"] = load_records(train_name, val_split=cfg.PRETRAIN.VAL_SPLIT,
                                                      split_seed=0, part="heldout")
     for name in cfg.DATASETS.TEST:
-        sets[name] = load_records(name)
+        records = load_records(name)
+        own = get_metadata(name).get("classes") or []
+        if classes and own:
+            records = align_labels(records, own, classes, name, classes_from)
+        sets[name] = records
     return sets
 
 
@@ -104,15 +115,29 @@ def _check_num_classes(cfg: Any, records: Sequence[dict], name: str) -> None:
                         f"{cfg.MODEL.RESDET.NUM_CLASSES}; set MODEL.RESDET.NUM_CLASSES {n}.")
 
 
-def _normalizer_from_weights(path: str) -> Optional[Normalizer]:
+def _weights_info(path: str) -> Dict[str, Any]:
+    """The extra fields of a resdet ``model_final.pth`` (normaliser, classes); {} otherwise."""
     if not path or not os.path.isfile(path) or not path.endswith((".pth", ".pt")):
-        return None
+        return {}
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # not ours; load_weights reports problems with the file itself
-        return None
-    state = ckpt.get("normalizer") or (ckpt.get("task") or {}).get("normalizer")
-    return Normalizer.from_state(state) if state else None
+        return {}
+    if not isinstance(ckpt, dict):
+        return {}
+    task = ckpt.get("task") if isinstance(ckpt.get("task"), dict) else {}
+    return {"normalizer": ckpt.get("normalizer") or task.get("normalizer"),
+            "classes": ckpt.get("classes")}
+
+
+def _model_classes(cfg: Any, eval_only: bool, weights: Dict[str, Any]
+                   ) -> Tuple[Optional[List[str]], str]:
+    """The model's output classes and where they come from: the weights' record when
+    evaluating, else the training set's class list (None where neither says)."""
+    if eval_only and weights.get("classes"):
+        return list(weights["classes"]), cfg.MODEL.WEIGHTS
+    train_name = cfg.DATASETS.TRAIN[0]
+    return (get_metadata(train_name).get("classes") or None), train_name
 
 
 def run(cfg: Any, args: Any) -> Dict[str, Any]:
@@ -132,27 +157,39 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
         torch.set_num_threads(min(torch.get_num_threads(), spare))
     pre = cfg.PRETRAIN
     train_name = cfg.DATASETS.TRAIN[0]
-    train_records = load_records(train_name, val_split=pre.VAL_SPLIT, split_seed=0,
-                                 part="train")
-    _check_num_classes(cfg, train_records, train_name)
+    weights = _weights_info(cfg.MODEL.WEIGHTS)
+    train_records: List[dict] = []
+
+    def get_train_records() -> List[dict]:
+        # --eval-only needs the training set only to compute a normaliser the weights lack.
+        if not train_records:
+            train_records.extend(load_records(train_name, val_split=pre.VAL_SPLIT, split_seed=0,
+                                              part="train"))
+        return train_records
+
+    if not args.eval_only:
+        _check_num_classes(cfg, get_train_records(), train_name)
+    classes, classes_from = _model_classes(cfg, args.eval_only, weights)
     model = build_pretrain_model(cfg).to(device)
     task = ClassificationTask(
-        None, _test_sets(cfg), test_mode=pre.TEST_MODE, crop=pre.CROP_SIZE,
-        resize=pre.TEST_RESIZE, scales=list(pre.TEST_SCALES), test_batch=pre.TEST_BATCH_SIZE,
-        num_workers=cfg.DATALOADER.NUM_WORKERS, skip_bad=bool(cfg.DATALOADER.SKIP_BAD_SAMPLES),
-        device=device, export_info=_export_info(cfg))
+        None, _test_sets(cfg, classes, classes_from), test_mode=pre.TEST_MODE,
+        crop=pre.CROP_SIZE, resize=pre.TEST_RESIZE, scales=list(pre.TEST_SCALES),
+        test_batch=pre.TEST_BATCH_SIZE, num_workers=cfg.DATALOADER.NUM_WORKERS,
+        skip_bad=bool(cfg.DATALOADER.SKIP_BAD_SAMPLES), device=device,
+        export_info=_export_info(cfg, classes))
 
     def ensure_normalizer() -> None:
-        if task.normalizer is None:
-            task.normalizer = _normalizer_from_weights(cfg.MODEL.WEIGHTS)
+        if task.normalizer is None and weights.get("normalizer"):
+            task.normalizer = Normalizer.from_state(weights["normalizer"])
         if task.normalizer is None:
             norm = None
             if comm.is_main_process():
                 logger.info("Computing the %s mean of %s (up to %d images)...", pre.MEAN,
                             train_name, pre.MEAN_SAMPLES)
                 norm = compute_normalizer(
-                    train_records, mode=pre.MEAN, crop=pre.CROP_SIZE, resize=pre.TEST_RESIZE,
-                    max_samples=pre.MEAN_SAMPLES, num_workers=cfg.DATALOADER.NUM_WORKERS)
+                    get_train_records(), mode=pre.MEAN, crop=pre.CROP_SIZE,
+                    resize=pre.TEST_RESIZE, max_samples=pre.MEAN_SAMPLES,
+                    num_workers=cfg.DATALOADER.NUM_WORKERS)
                 norm = norm.state_dict()
             task.normalizer = Normalizer.from_state(comm.broadcast_object(norm))
 
@@ -179,7 +216,7 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
     batch = per_process_batch(cfg.SOLVER.IMS_PER_BATCH)
 
     def data_loader_fn(start_iter: int):
-        ds = TrainDataset(train_records, task.normalizer, augmentation=pre.AUGMENTATION,
+        ds = TrainDataset(get_train_records(), task.normalizer, augmentation=pre.AUGMENTATION,
                           crop=pre.CROP_SIZE, resize_range=pre.TRAIN_RESIZE_RANGE, pad=pre.PAD,
                           color_std=pre.COLOR_AUG_STD if pre.COLOR_AUG else 0.0, seed=seed,
                           skip_bad=bool(cfg.DATALOADER.SKIP_BAD_SAMPLES))

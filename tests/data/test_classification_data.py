@@ -7,10 +7,14 @@ import numpy as np
 import pytest
 
 from resdet.data import get_dataset_dicts, get_metadata
-from resdet.data.classification import held_out_split
+from resdet.data.classification import align_labels, held_out_split
 from resdet.data.cls_cifar import read_cifar_batch
 from resdet.errors import UserError
-from tests.pretrain.tiny_cls_data import make_cifar_batches, make_imagenet_folders
+from tests.pretrain.tiny_cls_data import (
+    make_cifar_batches,
+    make_flat_imagenet_val,
+    make_imagenet_folders,
+)
 
 
 @pytest.fixture
@@ -98,3 +102,56 @@ def test_synthetic_imagenet_generated_deterministically(root):
     b = _draw("ring", np.random.default_rng([1, 2, 3]), 64, 40.0)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, _draw("disc", np.random.default_rng([1, 2, 3]), 64, 40.0))
+
+
+@pytest.mark.parametrize("labels", ["csv", "devkit", "devkit_tar"])
+def test_flat_official_val_labelled_by_sorted_wnid(root, labels):
+    wnids = ["n01440766", "n01440764", "n01440765", "n01440764", "n01440766"]
+    make_flat_imagenet_val(str(root), wnids, labels=labels)
+    recs = get_dataset_dicts("imagenet_val")
+    assert [os.path.basename(r["file_name"]) for r in recs] == [
+        f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(1, 6)]
+    assert [r["label"] for r in recs] == [2, 0, 1, 0, 2]
+    assert get_metadata("imagenet_val")["classes"] == ["n01440764", "n01440765", "n01440766"]
+
+
+def test_flat_val_problems_name_the_file(root):
+    stems = make_flat_imagenet_val(str(root), ["n01440764", "n01440765"], labels="csv")
+    val = os.path.join(str(root), "imagenet", "val")
+    csv = os.path.join(str(root), "imagenet", "LOC_val_solution.csv")
+    with open(os.path.join(val, "ILSVRC2012_val_00000009.JPEG"), "wb") as f:
+        f.write(open(os.path.join(val, stems[0] + ".JPEG"), "rb").read())
+    with pytest.raises(UserError, match="ILSVRC2012_val_00000009.JPEG has no label"):
+        get_dataset_dicts("imagenet_val")
+    os.remove(os.path.join(val, "ILSVRC2012_val_00000009.JPEG"))
+    with open(csv, "w") as f:
+        f.write("id,label\nILSVRC2012_val_00000001,n01440764\n")
+    with pytest.raises(UserError, match="LOC_val_solution.csv is not Kaggle's"):
+        get_dataset_dicts("imagenet_val")
+    os.remove(csv)
+    with pytest.raises(UserError, match="holds ImageNet's flat val images but no labels: put "
+                       "LOC_val_solution.csv"):
+        get_dataset_dicts("imagenet_val")
+    tar = os.path.join(str(root), "imagenet", "ILSVRC2012_devkit_t12.tar.gz")
+    with open(tar, "wb") as f:
+        f.write(b"\x1f\x8b not really gzip")
+    with pytest.raises(UserError, match="Cannot read .*ILSVRC2012_devkit_t12.tar.gz"):
+        get_dataset_dicts("imagenet_val")
+
+
+def test_test_set_matched_to_training_classes_by_name(root):
+    import shutil
+
+    make_imagenet_folders(str(root), classes=3, per_class=1, val_per_class=2)
+    shutil.rmtree(os.path.join(str(root), "imagenet", "val", "n01440764"))
+    train_classes = get_metadata("imagenet_train")["classes"]
+    val = get_dataset_dicts("imagenet_val")
+    assert [r["label"] for r in val] == [0, 0, 1, 1]  # indexes val's own two folders
+    aligned = align_labels(val, get_metadata("imagenet_val")["classes"], train_classes,
+                           "imagenet_val", "imagenet_train")
+    assert [r["label"] for r in aligned] == [1, 1, 2, 2]
+    assert [r["file_name"] for r in aligned] == [r["file_name"] for r in val]
+    with pytest.raises(UserError, match=r"imagenet_val has images of 1 classes that "
+                       r"imagenet_train does not have \(n01440765\)"):
+        align_labels(val, ["n01440765", "n01440766"], ["n01440764", "n01440766"],
+                     "imagenet_val", "imagenet_train")

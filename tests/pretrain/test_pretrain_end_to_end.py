@@ -9,7 +9,7 @@ import torch
 
 from resdet.config import load_config
 from resdet.errors import UserError
-from resdet.pretrain.train import run
+from resdet.pretrain.train import _test_sets, run
 from tests.pretrain.tiny_cls_data import make_cifar_batches, make_imagenet_folders
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "pretrain")
@@ -89,6 +89,18 @@ def test_imagenet_folders_train_eval_export(root):
         "OUTPUT_DIR", str(root / "eval")])
     res2 = run(cfg2, argparse.Namespace(eval_only=True, resume=False))
     assert res2["eval_results"]["imagenet_val"]["num_images"] == 6
+
+    # --eval-only needs no training set: classes and normaliser come from the weights, and a
+    # val folder without one class keeps the model's label order (matched by folder name)
+    assert final["classes"] == ["n01440764", "n01440765", "n01440766"]
+    import shutil
+
+    shutil.rmtree(str(root / "datasets" / "imagenet" / "train"))
+    shutil.rmtree(str(root / "datasets" / "imagenet" / "val" / "n01440764"))
+    sets = _test_sets(cfg2, final["classes"], "model_final.pth")
+    assert [r["label"] for r in sets["imagenet_val"]] == [1, 1, 2, 2]
+    res3 = run(cfg2, argparse.Namespace(eval_only=True, resume=False))
+    assert res3["eval_results"]["imagenet_val"]["num_images"] == 4
 
 
 def test_cifar_batches_train(root):

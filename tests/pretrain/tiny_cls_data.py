@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import List
 
 import numpy as np
 
@@ -55,3 +56,57 @@ def make_cifar_batches(root: str, per_batch: int = 8, test: int = 10) -> str:
         pickle.dump({b"label_names": [c.encode() for c in CIFAR10_CLASSES],
                      b"num_cases_per_batch": per_batch, b"num_vis": 3072}, f, protocol=2)
     return folder
+
+
+def make_flat_imagenet_val(root: str, wnids: List[str], labels: str = "csv",
+                           size: int = 24) -> List[str]:
+    """ImageNet's official flat val: ``root/imagenet/val/ILSVRC2012_val_<i>.JPEG`` (image i of
+    class ``wnids[i - 1]``) and its ground truth, in one of the published forms.
+
+    Args:
+        labels: ``"csv"`` (Kaggle's LOC_val_solution.csv), ``"devkit"`` (the unpacked
+            ILSVRC2012_devkit_t12 folder) or ``"devkit_tar"`` (ILSVRC2012_devkit_t12.tar.gz).
+
+    Returns:
+        the image name stems, in order.
+    """
+    import cv2
+
+    imagenet = os.path.join(root, "imagenet")
+    val = os.path.join(imagenet, "val")
+    os.makedirs(val, exist_ok=True)
+    rng = np.random.default_rng(2)
+    stems = [f"ILSVRC2012_val_{i:08d}" for i in range(1, len(wnids) + 1)]
+    for stem in stems:
+        cv2.imwrite(os.path.join(val, stem + ".JPEG"), _pattern(0, 0, size, rng))
+    if labels == "csv":
+        with open(os.path.join(imagenet, "LOC_val_solution.csv"), "w") as f:
+            f.write("ImageId,PredictionString\n")
+            for stem, w in zip(stems, wnids):
+                f.write(f"{stem},{w} 1 2 20 21 {w} 3 4 10 12 \n")
+        return stems
+    # The devkit numbers the classes by ILSVRC2012_ID in WordNet order, not by sorted WordNet id:
+    # give them IDs in reverse sorted order, with one inner (non-leaf) synset that must be ignored.
+    from scipy import io as sio
+
+    leaves = sorted(set(wnids), reverse=True)
+    dtype = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("gloss", "O"),
+             ("num_children", "O"), ("children", "O"), ("wordnet_height", "O"),
+             ("num_train_images", "O")]
+    rows = [(i + 1, w, w, "", 0, np.zeros(0), 0, 1300) for i, w in enumerate(leaves)]
+    rows.append((len(leaves) + 1, "n00001740", "entity", "", 2, np.array([1, 2]), 19, 0))
+    synsets = np.array(rows, dtype=dtype)
+    ids = {w: i + 1 for i, w in enumerate(leaves)}
+    devkit = os.path.join(imagenet, "ILSVRC2012_devkit_t12")
+    os.makedirs(os.path.join(devkit, "data"), exist_ok=True)
+    sio.savemat(os.path.join(devkit, "data", "meta.mat"), {"synsets": synsets})
+    with open(os.path.join(devkit, "data", "ILSVRC2012_validation_ground_truth.txt"), "w") as f:
+        f.write("".join(f"{ids[w]}\n" for w in wnids))
+    if labels == "devkit_tar":
+        import shutil
+        import tarfile
+
+        with tarfile.open(devkit + ".tar.gz", "w:gz") as tar:
+            tar.add(devkit, arcname="ILSVRC2012_devkit_t12")
+        shutil.rmtree(devkit)
+    return stems
