@@ -7,13 +7,15 @@ import logging
 import math
 import os
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from resdet.engine import comm
 from resdet.checkpoint.atomic import atomic_write_bytes
+from resdet.errors import UserError
 
 METRICS_FILE = "metrics.json"
 EVAL_RESULTS_FILE = "eval_results.json"
+_logger = logging.getLogger(__name__)
 
 
 def setup_logging(output_dir: Optional[str], name: str = "resdet",
@@ -109,13 +111,38 @@ def write_eval_results(output_dir: str, results: Dict[str, Any]) -> str:
     return path
 
 
-def read_metrics(path: str) -> list:
-    """All records of a metrics.json (lines that do not parse are skipped)."""
-    out = []
-    with open(path) as f:
-        for line in f:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+def read_metrics(path: str, *, strict: bool = False) -> List[dict]:
+    """Every JSON object of a metrics.json, one per line.
+
+    A cut-off last line (a killed run, or a run still writing) is skipped. A broken line in the
+    middle is skipped with a warning, or with ``strict`` raises a one-sentence :class:`UserError`
+    naming the line (reports and plots should not draw from a damaged file silently).
+
+    Raises:
+        UserError: the file cannot be read, or (``strict``) a line other than the last one is not
+            a JSON object.
+    """
+    try:
+        with open(path) as f:
+            lines = [ln for ln in f.read().splitlines() if ln.strip()]
+    except OSError as e:
+        raise UserError(f"{path} cannot be read ({e.strerror}); the run directory needs the "
+                        "metrics.json its training wrote.") from None
+    out: List[dict] = []
+    for i, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+            what = "is not a JSON object"
+        except json.JSONDecodeError:
+            rec, what = None, "is not valid JSON"
+        if isinstance(rec, dict):
+            out.append(rec)
+            continue
+        if i == len(lines) - 1 and (i > 0 or not strict):
+            _logger.warning("%s: the last line is cut off (a killed run?); ignoring it.", path)
+            continue
+        if strict:
+            raise UserError(f"{path} line {i + 1} {what}; metrics.json holds one JSON object per "
+                            "line (fix or remove that line).")
+        _logger.warning("%s line %d %s; skipping it.", path, i + 1, what)
     return out

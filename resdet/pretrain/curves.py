@@ -24,7 +24,7 @@ def load_curves(run_dir: str, dataset: Optional[str] = None) -> Dict[str, Curve]
     path = os.path.join(run_dir, "metrics.json")
     if not os.path.isfile(path):
         raise UserError(f"{path} does not exist; pass training output folders (OUTPUT_DIR).")
-    recs = read_metrics(path)
+    recs = read_metrics(path, strict=True)
     train = ([r["iteration"] + 1 for r in recs if "train_error" in r],
              [100.0 * r["train_error"] for r in recs if "train_error" in r])
     key = f"{dataset}/top1_err" if dataset else None

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 
 import yaml
 
+from resdet.engine.events import read_metrics
 from resdet.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -120,31 +121,6 @@ def _engine(run_dir: str, cfg: dict) -> str:
     return engine if engine and engine != "auto" else "unknown"
 
 
-def read_metrics_file(path: str) -> List[dict]:
-    """Every JSON line of a metrics.json; a broken line raises (a cut last line only warns)."""
-    try:
-        with open(path) as f:
-            lines = [ln for ln in f.read().splitlines() if ln.strip()]
-    except OSError as e:
-        raise UserError(f"{path} cannot be read ({e.strerror}); the run directory needs the "
-                        "metrics.json its training wrote.") from None
-    out = []
-    for i, line in enumerate(lines):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1 and i > 0:
-                logger.warning("%s: the last line is cut off (a killed run?); ignoring it.", path)
-                continue
-            raise UserError(f"{path} line {i + 1} is not valid JSON; metrics.json holds one JSON "
-                            "object per line (fix or remove that line).") from None
-        if not isinstance(rec, dict):
-            raise UserError(f"{path} line {i + 1} is not a JSON object; metrics.json holds one "
-                            "JSON object per line.")
-        out.append(rec)
-    return out
-
-
 def read_eval_results(path: str) -> Dict[str, dict]:
     """``{dataset: {"bbox": {"AP": .., "AP50": ..}}}`` from an eval_results.json."""
     try:
@@ -180,5 +156,5 @@ def read_run(run_dir: str) -> Run:
     train = _get(cfg, "DATASETS.TRAIN", []) or []
     return Run(path=run_dir, arch=arch, setting=setting, engine=_engine(run_dir, cfg),
                train_datasets=list(train),
-               metrics=read_metrics_file(os.path.join(run_dir, "metrics.json")),
+               metrics=read_metrics(os.path.join(run_dir, "metrics.json"), strict=True),
                eval_results=read_eval_results(os.path.join(run_dir, "eval_results.json")))

@@ -151,3 +151,22 @@ def test_amp_paths_run(tmp_path, dtype):
     assert res.iteration == 2 and (t.scaler is not None) == (dtype == "float16")
     ck = torch.load(tmp_path / "model_final.pth", weights_only=True)
     assert ("grad_scaler" in ck) == (dtype == "float16")
+
+
+def test_read_metrics_cut_last_line_and_broken_middle_line(tmp_path, caplog):
+    from resdet.engine.events import read_metrics
+
+    path = str(tmp_path / "metrics.json")
+    with open(path, "w") as f:
+        f.write('{"iteration": 0}\n[1, 2]\n{"iteration": 1}\n{"iteration": 2, "lo')
+    assert read_metrics(path) == [{"iteration": 0}, {"iteration": 1}]  # resume: never fails
+    assert "line 2 is not a JSON object; skipping it" in caplog.text
+    assert "last line is cut off" in caplog.text
+    with pytest.raises(UserError, match=r"metrics.json line 2 is not a JSON object; metrics.json "
+                       r"holds one JSON object per line \(fix or remove that line\)\."):
+        read_metrics(path, strict=True)
+    with open(path, "w") as f:
+        f.write('{"iteration": 0}\n{"iteration": 1}\n{"iteration": 2, "lo')
+    assert len(read_metrics(path, strict=True)) == 2  # a run still writing, or killed
+    with pytest.raises(UserError, match="missing.json cannot be read"):
+        read_metrics(str(tmp_path / "missing.json"))

@@ -74,3 +74,16 @@ def test_plot_curves_and_degradation(tmp_path, monkeypatch):
     assert c["train"][0] == [1, 2] and len(c["val"][0]) >= 1
     with pytest.raises(UserError, match="metrics.json"):
         plot_runs([str(tmp_path / "nowhere")], str(tmp_path / "x.png"))
+
+
+def test_plot_curves_names_a_damaged_metrics_line(tmp_path):
+    from resdet.pretrain.curves import load_curves
+
+    with open(tmp_path / "metrics.json", "w") as f:
+        f.write('{"iteration": 0, "train_error": 0.5}\n{"iterat\n'
+                '{"iteration": 1, "train_error": 0.25}\n{"iteration": 2, "tra')
+    with pytest.raises(UserError, match=r"metrics.json line 2 is not valid JSON"):
+        load_curves(str(tmp_path))
+    with open(tmp_path / "metrics.json", "w") as f:  # a run still writing: its last line is cut
+        f.write('{"iteration": 0, "train_error": 0.5}\n{"iteration": 1, "tra')
+    assert load_curves(str(tmp_path))["train"] == ([1], [50.0])
