@@ -1,14 +1,16 @@
 #!/usr/bin/env python
-"""Validate a builtin detection dataset and name every problem in it.
+"""Validate a builtin dataset and name every problem in it.
 
     python datasets/check.py coco_2017_val
     python datasets/check.py voc_2007_trainval [--quick]
+    python datasets/check.py imagenet_val
 
 Reads every annotation and opens every image (``--quick``: image headers only, which misses
 truncated files). Prints one line per problem, naming the file and the annotation id or XML
 element, then a summary; exits with 1 if there is any problem, else prints
-``ok: N images, M boxes`` and exits with 0. Images without boxes are listed as notes (they are
-kept for evaluation and skipped in training), not problems.
+``ok: N images, M boxes`` (classification sets: ``ok: N images, K classes``) and exits with 0.
+Images without boxes and classes without images are notes (``--notes`` lists them), not
+problems.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from resdet.cli import run_main  # noqa: E402
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("name", help="builtin dataset name, e.g. coco_2017_val, voc_2007_test")
+    p.add_argument("name", help="builtin dataset name, e.g. coco_2017_val, voc_2007_test, "
+                   "imagenet_val")
     p.add_argument("--quick", action="store_true", help="read image headers only")
     p.add_argument("--notes", action="store_true", help="list images without boxes")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -37,12 +40,17 @@ def main(argv=None) -> int:
             print(f"note: {n}")
     for problem in log.problems:
         print(problem)
-    empty = f"; {len(log.notes)} image(s) without boxes" if log.notes else ""
+    classes = getattr(log, "num_classes", None)
+    if classes is not None:
+        counts = f"{log.num_images} images, {classes} classes"
+        empty = f"; {len(log.notes)} class(es) without images" if log.notes else ""
+    else:
+        counts = f"{log.num_images} images, {log.num_boxes} boxes"
+        empty = f"; {len(log.notes)} image(s) without boxes" if log.notes else ""
     if log.problems:
-        print(f"{args.name}: {len(log.problems)} problem(s) in {log.num_images} usable images, "
-              f"{log.num_boxes} usable boxes{empty}")
+        print(f"{args.name}: {len(log.problems)} problem(s) in {counts}{empty}")
         return 1
-    print(f"ok: {log.num_images} images, {log.num_boxes} boxes{empty}")
+    print(f"ok: {counts}{empty}")
     return 0
 
 

@@ -120,7 +120,7 @@ def check_images(dataset_dicts: List[dict], log: ProblemLog, *, decode: bool = T
                 h, w = image_size(d["file_name"])
         except UserError as e:
             return str(e).split(";")[0]
-        if (h, w) != (d["height"], d["width"]):
+        if "height" in d and (h, w) != (d["height"], d["width"]):
             return (f"Image {d['file_name']} is {w}x{h} but its annotation says "
                     f"{d['width']}x{d['height']}")
         return ""
@@ -132,14 +132,15 @@ def check_images(dataset_dicts: List[dict], log: ProblemLog, *, decode: bool = T
 
 
 def check_dataset(name: str, *, decode: bool = True) -> ProblemLog:
-    """Validate a builtin detection dataset eagerly: annotations and every image.
+    """Validate a builtin dataset eagerly: annotations (or class labels) and every image.
 
     Returns:
         The :class:`ProblemLog` with every problem (``.problems``), notes (``.notes``, e.g.
-        images without boxes), and ``.num_images`` / ``.num_boxes`` of the usable records.
+        images without boxes), and ``.num_images`` / ``.num_boxes`` of the usable records
+        (classification sets: ``.num_classes`` too, and no boxes).
 
     Raises:
-        UserError: the dataset is unknown, not on disk, or not a detection dataset.
+        UserError: the dataset is unknown, not on disk, or neither detection nor classification.
     """
     from resdet.data import catalog
     from resdet.data.coco import load_coco_json
@@ -164,9 +165,24 @@ def check_dataset(name: str, *, decode: bool = True) -> ProblemLog:
                                    labels_required=not (meta["year"] == 2012
                                                         and meta["split"] == "test"),
                                    problems=log)
+    elif kind == "classification":
+        # Loading names a missing folder or label file; then every image is opened.
+        log = ProblemLog(meta.get("root") or name, max_warnings=0)
+        dicts = catalog.get_dataset_dicts(name)
+        classes = catalog.get_metadata(name).get("classes") or []  # generated sets exist now
+        used = {d["label"] for d in dicts}
+        for i, cls in enumerate(classes):
+            if i not in used:
+                log.note(f"class {cls} has no images")
+        log.num_classes = len(classes) or len(used)
+        log.num_images = len(dicts)
+        check_images([d for d in dicts if "file_name" in d], log, decode=decode)  # not CIFAR's
+        log.num_boxes = 0
+        return log
     else:
-        raise UserError(f"{name} is not a detection dataset (evaluator_type {kind!r}); "
-                        "datasets/check.py validates coco_*, voc_* and shapes_* datasets.")
+        raise UserError(f"{name} is not a detection or classification dataset (evaluator_type "
+                        f"{kind!r}); datasets/check.py validates coco_*, voc_*, shapes_*, "
+                        "imagenet_* and cifar10_* datasets.")
     check_images(dicts, log, decode=decode)
     log.num_images = len(dicts)
     log.num_boxes = sum(len(d["annotations"]) for d in dicts)

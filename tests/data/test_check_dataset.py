@@ -101,3 +101,30 @@ def test_check_voc_and_missing_dataset(tmp_path):
     out = _check("voc_2012_train", tmp_path)
     assert out.returncode == 2 and "voc_2012_train is not on disk" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_check_imagenet_folders_and_flat_val(tmp_path):
+    from tests.pretrain.tiny_cls_data import make_flat_imagenet_val, make_imagenet_folders
+
+    make_imagenet_folders(str(tmp_path), classes=3, per_class=2, val_per_class=1)
+    os.makedirs(tmp_path / "imagenet" / "train" / "n09999999")  # a class folder left empty
+    bad = tmp_path / "imagenet" / "train" / "n01440765" / "n01440765_0001.JPEG"
+    bad.write_bytes(bad.read_bytes()[:100])
+    out = _check("imagenet_train", tmp_path)
+    assert out.returncode == 1, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2 and "n01440765_0001.JPEG is a truncated JPEG" in lines[0]
+    assert lines[1] == ("imagenet_train: 1 problem(s) in 6 images, 4 classes; "
+                        "1 class(es) without images")
+
+    import shutil
+
+    shutil.rmtree(tmp_path / "imagenet" / "val")
+    make_flat_imagenet_val(str(tmp_path), ["n01440765", "n01440764"], labels="devkit_tar")
+    out = _check("imagenet_val", tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "ok: 2 images, 2 classes"
+    os.remove(tmp_path / "imagenet" / "ILSVRC2012_devkit_t12.tar.gz")
+    out = _check("imagenet_val", tmp_path)
+    assert out.returncode == 2 and "no labels: put LOC_val_solution.csv" in out.stderr
+    assert "Traceback" not in out.stderr
