@@ -10,6 +10,7 @@ step with iteration, losses, lr, time, data_time), ``model_NNNNNNN.pth`` / ``mod
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -119,13 +120,40 @@ class SignalCheckpointHook(HookBase):
         self._restore()
 
 
+@contextlib.contextmanager
+def _cpu_ddp_without_device_ids(cfg):
+    """Let DefaultTrainer wrap a CPU model in DDP (several gloo processes on a CPU machine).
+
+    Detectron2's ``create_ddp_model`` always passes ``device_ids=[local_rank]``, which DDP refuses
+    for a CPU module; with ``device_ids=None`` the same wrapper works on the CPU. GPU runs are
+    untouched.
+    """
+    from detectron2.engine import defaults as d2_defaults
+
+    if cfg.MODEL.DEVICE != "cpu" or comm.get_world_size() == 1:
+        yield
+        return
+    original = d2_defaults.create_ddp_model
+
+    def create_ddp_model(model, **kwargs):
+        kwargs.setdefault("device_ids", None)
+        return original(model, **kwargs)
+
+    d2_defaults.create_ddp_model = create_ddp_model
+    try:
+        yield
+    finally:
+        d2_defaults.create_ddp_model = original
+
+
 class ResdetTrainer(DefaultTrainer):
     """Detectron2's DefaultTrainer with resdet's checkpointer, evaluators, data and outputs."""
 
     def __init__(self, cfg):
         prepare_datasets(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
         prepare_datasets(cfg.DATASETS.TEST, "DATASETS.TEST")
-        super().__init__(cfg)
+        with _cpu_ddp_without_device_ids(cfg):
+            super().__init__(cfg)
         if cfg.SOLVER.AMP.ENABLED:
             # Detectron2 always autocasts to float16; resdet's SOLVER.AMP.DTYPE chooses.
             old = self._trainer

@@ -163,3 +163,32 @@ def test_nonfinite_loss_is_one_sentence_naming_iteration_and_checkpoint(d2_datas
     assert message.startswith("The loss became infinite or NaN at iteration 123; the last good "
                               f"checkpoint is {out / 'model_0000099.pth'} (continue from it "
                               "with --resume")
+
+
+@pytest.mark.skipif(not os.path.isfile(QUICKSTART), reason="configs/quickstart.yaml not yet there")
+def test_two_processes_train_and_evaluate_together(d2_datasets, tmp_path):
+    """tools/train_net.py --num-gpus 2 on the CPU: two gloo processes, DDP, gathered evaluation."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    env = dict(os.environ, DETECTRON2_DATASETS=d2_datasets, RESDET_PROGRESS="0")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config", QUICKSTART,
+         "--engine", "detectron2", "--num-gpus", "2", *TINY_OPTS, "OUTPUT_DIR", str(out)],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "log.txt").is_file() and (out / "log.txt.rank1").is_file()
+    iterations = [json.loads(x)["iteration"] for x in (out / "metrics.json").read_text()
+                  .splitlines() if "total_loss" in x]
+    assert iterations == [1]  # Detectron2 writes every 20 iterations and the last; rank 0 only
+    assert torch.load(out / "model_final.pth", map_location="cpu",
+                      weights_only=True)["iteration"] == 1
+    # each process ran inference on part of shapes_val (3 images); rank 0 scored all of them
+    predictions = torch.load(out / "inference" / "shapes_val" / "instances_predictions.pth",
+                             map_location="cpu", weights_only=False)
+    val = json.loads(open(os.path.join(d2_datasets, "shapes", "annotations",
+                                       "instances_val.json")).read())
+    assert len(val["images"]) == 3
+    assert sorted(p["image_id"] for p in predictions) == sorted(i["id"] for i in val["images"])
+    assert "AP50" in json.loads((out / "eval_results.json").read_text())["shapes_val"]["bbox"]
