@@ -170,3 +170,37 @@ def test_read_metrics_cut_last_line_and_broken_middle_line(tmp_path, caplog):
     assert len(read_metrics(path, strict=True)) == 2  # a run still writing, or killed
     with pytest.raises(UserError, match="missing.json cannot be read"):
         read_metrics(str(tmp_path / "missing.json"))
+
+
+def _losses(out):
+    return [m["loss_cls"] for m in _metrics(out) if "loss_cls" in m]
+
+
+def test_amp_bf16_and_fp16_with_grad_scaler_on_the_cpu(tmp_path):
+    """The AMP paths meant for GPUs also run under CPU autocast: same losses to AMP precision."""
+    make_trainer(tmp_path / "fp32").train()
+    for dtype in ("bfloat16", "float16"):
+        make_trainer(tmp_path / dtype, amp_dtype=dtype).train()
+        torch.testing.assert_close(_losses(tmp_path / dtype), _losses(tmp_path / "fp32"),
+                                   rtol=0, atol=2e-2)
+    final = torch.load(tmp_path / "float16" / "model_final.pth", weights_only=True)
+    assert "scale" in final["grad_scaler"]  # fp16 only: loss scaling
+    assert "grad_scaler" not in torch.load(tmp_path / "bfloat16" / "model_final.pth",
+                                           weights_only=True)
+    with pytest.raises(UserError, match="SOLVER.AMP.DTYPE 'half' must be 'bfloat16' or"):
+        make_trainer(tmp_path / "bad", amp_dtype="half")
+
+
+@pytest.mark.slow
+def test_compiled_model_saves_plain_names_and_resumes_uncompiled(tmp_path):
+    """torch.compile (SOLVER.COMPILE) trains like the eager model; its checkpoints carry the
+    plain module's names, so an eager run resumes them."""
+    make_trainer(tmp_path / "eager", amp_dtype="bfloat16").train()
+    make_trainer(tmp_path / "compiled", amp_dtype="bfloat16", compile_model=True).train()
+    torch.testing.assert_close(_losses(tmp_path / "compiled"), _losses(tmp_path / "eager"),
+                               rtol=1e-3, atol=1e-3)
+    final = torch.load(tmp_path / "compiled" / "model_final.pth", weights_only=True)
+    assert list(final["model"]) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    t = make_trainer(tmp_path / "compiled", max_iter=14)
+    assert t.resume() and t.start_iter == 12
+    assert t.train().iteration == 13
