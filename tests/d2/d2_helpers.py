@@ -7,11 +7,12 @@ This file needs no Detectron2; the test modules skip themselves when it is absen
 
 from __future__ import annotations
 
-import json
-import os
-from typing import List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
+
+from resdet.data.tiny_datasets import make_tiny_coco, make_tiny_voc
+from resdet.data.voc import VOC_CLASSES
 
 # (class index into the list of names, [x0, y0, x1, y1]) boxes per tiny image, 0-based pixels.
 _TINY_OBJECTS = (
@@ -20,84 +21,45 @@ _TINY_OBJECTS = (
     [(2, [5, 5, 50, 50]), (0, [60, 40, 125, 92])],
 )
 _H, _W = 96, 128
+_COCO_IDS = (1, 3, 18)  # person, car, dog
+_VOC_NAMES = tuple(VOC_CLASSES[i] for i in (14, 6, 11))  # the same classes in VOC
 
 
-def _image(rng: np.random.Generator, objects) -> np.ndarray:
-    img = rng.integers(60, 120, size=(_H, _W, 3), dtype=np.uint8)
-    for cls, (x0, y0, x1, y1) in objects:
-        img[y0:y1 + 1, x0:x1 + 1] = (200, 40 + 80 * cls, 40)
-    return img
-
-
-def _write_jpg(path: str, img: np.ndarray) -> None:
-    import cv2
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    assert cv2.imwrite(path, img)
+def _color(cls: int) -> Tuple[int, int, int]:
+    """The BGR colour of the boxes of a class."""
+    return (200, 40 + 80 * cls, 40)
 
 
 def write_tiny_coco(root: str) -> None:
     """coco/{train2017,val2017}/ and coco/annotations/instances_{train,val}2017.json."""
-    from resdet.data.catalog import COCO_CATEGORIES
-
-    cat_ids = [1, 3, 18]  # person, car, dog
-    rng = np.random.default_rng(0)
+    images = [{"id": i + 1, "file_name": f"{i + 1:012d}.jpg",
+               "objects": [{"category_id": _COCO_IDS[cls], "color": _color(cls),
+                            "bbox": [x0, y0, x1 - x0 + 1, y1 - y0 + 1]}
+                           for cls, (x0, y0, x1, y1) in objects]}
+              for i, objects in enumerate(_TINY_OBJECTS)]
+    rng = np.random.default_rng(0)  # val2017's pixels continue train2017's generator
     for split in ("train2017", "val2017"):
-        images, annotations = [], []
-        for i, objects in enumerate(_TINY_OBJECTS):
-            name = f"{i + 1:012d}.jpg"
-            _write_jpg(os.path.join(root, "coco", split, name), _image(rng, objects))
-            images.append({"id": i + 1, "file_name": name, "height": _H, "width": _W})
-            for cls, (x0, y0, x1, y1) in objects:
-                w, h = x1 - x0 + 1, y1 - y0 + 1
-                annotations.append({"id": len(annotations) + 1, "image_id": i + 1,
-                                    "category_id": cat_ids[cls], "bbox": [x0, y0, w, h],
-                                    "area": w * h, "iscrowd": 0})
-        categories = [{"id": i, "name": n, "supercategory": "thing"} for i, n in COCO_CATEGORIES]
-        os.makedirs(os.path.join(root, "coco", "annotations"), exist_ok=True)
-        with open(os.path.join(root, "coco", "annotations", f"instances_{split}.json"), "w") as f:
-            json.dump({"images": images, "annotations": annotations,
-                       "categories": categories}, f)
+        make_tiny_coco(root, split, height=_H, width=_W, seed=rng, images=images)
 
 
-def _voc_xml(name: str, objects) -> str:
-    from resdet.data.voc import VOC_CLASSES
+def _voc_image(name: str, objects: Sequence[Tuple[int, List[int]]]) -> Dict[str, Any]:
+    """A ``make_tiny_voc`` image of ``objects`` (as in ``_TINY_OBJECTS``).
 
-    parts = [f"<annotation><filename>{name}.jpg</filename><size><width>{_W}</width>"
-             f"<height>{_H}</height><depth>3</depth></size>"]
-    for cls, (x0, y0, x1, y1) in objects:
-        # VOC boxes are 1-based (Detectron2's loader subtracts 1 from xmin/ymin).
-        parts.append(f"<object><name>{VOC_CLASSES[[14, 6, 11][cls]]}</name><pose>Unspecified"
-                     f"</pose><truncated>0</truncated><difficult>0</difficult><bndbox>"
-                     f"<xmin>{x0 + 1}</xmin><ymin>{y0 + 1}</ymin>"
-                     f"<xmax>{x1 + 1}</xmax><ymax>{y1 + 1}</ymax></bndbox></object>")
-    return "".join(parts) + "</annotation>"
+    VOC boxes are 1-based (Detectron2's loader subtracts 1 from xmin/ymin).
+    """
+    return {"name": name,
+            "objects": [{"name": _VOC_NAMES[cls], "color": _color(cls),
+                         "bbox": (x0 + 1, y0 + 1, x1 + 1, y1 + 1)}
+                        for cls, (x0, y0, x1, y1) in objects]}
 
 
 def write_tiny_voc(root: str, year: int) -> None:
     """VOC{year}/{Annotations,ImageSets/Main,JPEGImages}; VOC2012's test split has no labels."""
-    base = os.path.join(root, f"VOC{year}")
-    rng = np.random.default_rng(year)
-    names: List[Tuple[str, bool]] = []
-    for i, objects in enumerate(_TINY_OBJECTS):
-        name = f"{year}_{i:06d}"
-        _write_jpg(os.path.join(base, "JPEGImages", name + ".jpg"), _image(rng, objects))
-        os.makedirs(os.path.join(base, "Annotations"), exist_ok=True)
-        with open(os.path.join(base, "Annotations", name + ".xml"), "w") as f:
-            f.write(_voc_xml(name, objects))
-        names.append(name)
-    test_names = [f"{year}_test_{i}" for i in range(2)]
-    for name in test_names:
-        _write_jpg(os.path.join(base, "JPEGImages", name + ".jpg"), _image(rng, _TINY_OBJECTS[0]))
-        if year == 2007:
-            with open(os.path.join(base, "Annotations", name + ".xml"), "w") as f:
-                f.write(_voc_xml(name, _TINY_OBJECTS[0]))
-    main = os.path.join(base, "ImageSets", "Main")
-    os.makedirs(main, exist_ok=True)
-    splits = {"train": names[:2], "val": names[2:], "trainval": names, "test": test_names}
-    for split, ids in splits.items():
-        with open(os.path.join(main, f"{split}.txt"), "w") as f:
-            f.write("".join(i + "\n" for i in ids))
+    labelled = [_voc_image(f"{year}_{i:06d}", objects) for i, objects in enumerate(_TINY_OBJECTS)]
+    test = [_voc_image(f"{year}_test_{i}", _TINY_OBJECTS[0]) for i in range(2)]
+    # train + val make trainval
+    make_tiny_voc(root, year, height=_H, width=_W, seed=year, with_test_labels=year == 2007,
+                  images={"train": labelled[:2], "val": labelled[2:], "test": test})
 
 
 # Overrides that make any detection config tiny: small images, few proposals, 2 iterations, CPU.
