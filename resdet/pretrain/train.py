@@ -140,6 +140,32 @@ def _model_classes(cfg: Any, eval_only: bool, weights: Dict[str, Any]
     return (get_metadata(train_name).get("classes") or None), train_name
 
 
+def torchvision_normalizer() -> Normalizer:
+    """How torchvision's ImageNet models expect their RGB input (0..255 here): channel mean
+    (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) of [0, 1] images."""
+    return Normalizer(torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1) * 255.0,
+                      torch.tensor([0.229, 0.224, 0.225]) * 255.0)
+
+
+def _adopt_torchvision_conventions(cfg: Any, weights: Dict[str, Any], eval_only: bool) -> None:
+    """torchvision's weights were trained on mean/std-normalised inputs, and its bottleneck
+    ResNets put the stride in the 3x3 conv: evaluate them that way (the paper's per-pixel mean
+    and stride placement would load without a complaint and score far worse)."""
+    from resdet.modeling import arch_info
+
+    if not weights.get("normalizer"):
+        weights["normalizer"] = torchvision_normalizer().state_dict()
+        logger.info("%s holds torchvision weights: inputs are normalised as torchvision's "
+                    "models expect (ImageNet channel mean and std).", cfg.MODEL.WEIGHTS)
+    info = arch_info(cfg.MODEL.RESDET.ARCH)
+    if info["block"] == "bottleneck" and cfg.MODEL.RESNETS.STRIDE_IN_1X1:
+        msg = (f"{cfg.MODEL.WEIGHTS} holds torchvision weights, whose {cfg.MODEL.RESDET.ARCH} "
+               "puts the stride in the 3x3 conv; set MODEL.RESNETS.STRIDE_IN_1X1 False")
+        if eval_only:
+            raise UserError(msg + " to evaluate them.")
+        logger.warning("%s, or the weights start from a different network.", msg)
+
+
 def run(cfg: Any, args: Any) -> Dict[str, Any]:
     """Train (or, with ``args.eval_only``, evaluate) in this process.
 
@@ -200,6 +226,8 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
             report = load_weights(model, cfg.MODEL.WEIGHTS, arch=cfg.MODEL.RESDET.ARCH)
             logger.info("Loaded %d tensors from %s (missing: %d).", len(report.matched),
                         cfg.MODEL.WEIGHTS, len(report.missing))
+            if report.source_format.startswith("torchvision"):
+                _adopt_torchvision_conventions(cfg, weights, args.eval_only)
 
     if args.eval_only:
         if not cfg.MODEL.WEIGHTS:

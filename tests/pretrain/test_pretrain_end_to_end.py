@@ -132,3 +132,45 @@ def test_num_classes_mismatch_names_key(root):
         "MODEL.RESDET.NUM_CLASSES", "2", "OUTPUT_DIR", str(root / "o")])
     with pytest.raises(UserError, match="MODEL.RESDET.NUM_CLASSES"):
         run(cfg, ARGS)
+
+
+def test_eval_only_torchvision_weights_use_torchvision_normalisation(root, monkeypatch):
+    import torchvision
+
+    from resdet.pretrain.task import ClassificationTask
+
+    make_imagenet_folders(str(root / "datasets"), classes=3, per_class=1, val_per_class=2)
+    tv18 = str(root / "tv_resnet18.pth")
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tv18)
+    seen = []
+    evaluate = ClassificationTask.evaluate
+
+    def spy(self, model):
+        seen.append(self.normalizer)
+        return evaluate(self, model)
+
+    monkeypatch.setattr(ClassificationTask, "evaluate", spy)
+    opts = TINY + ["PRETRAIN.TEST_RESIZE", "36", "PRETRAIN.CROP_SIZE", "32",
+                   "OUTPUT_DIR", str(root / "tv")]
+    cfg = load_config(os.path.join(CONFIGS, "imagenet_resnet18.yaml"),
+                      opts + ["MODEL.WEIGHTS", tv18])
+    res = run(cfg, argparse.Namespace(eval_only=True, resume=False))
+    assert res["eval_results"]["imagenet_val"]["num_images"] == 6
+    # ImageNet mean/std of [0, 1] RGB images, on 0..255 pixels; not the training set's mean
+    torch.testing.assert_close(seen[0].mean.view(3), torch.tensor([123.675, 116.28, 103.53]))
+    torch.testing.assert_close(seen[0].std.view(3), torch.tensor([58.395, 57.12, 57.375]))
+
+    # torchvision's ResNet-50 strides in the 3x3 conv: evaluating it with the paper's placement
+    # would load without complaint and score badly, so it is refused
+    tv50 = str(root / "tv_resnet50.pth")
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), tv50)
+    cfg = load_config(os.path.join(CONFIGS, "imagenet_resnet50.yaml"),
+                      opts + ["MODEL.WEIGHTS", tv50])
+    with pytest.raises(UserError, match=r"tv_resnet50.pth holds torchvision weights, whose "
+                       r"resnet50 puts the stride in the 3x3 conv; set "
+                       r"MODEL.RESNETS.STRIDE_IN_1X1 False to evaluate them\."):
+        run(cfg, argparse.Namespace(eval_only=True, resume=False))
+    cfg = load_config(os.path.join(CONFIGS, "imagenet_resnet50.yaml"),
+                      opts + ["MODEL.WEIGHTS", tv50, "MODEL.RESNETS.STRIDE_IN_1X1", "False"])
+    res = run(cfg, argparse.Namespace(eval_only=True, resume=False))
+    assert res["eval_results"]["imagenet_val"]["num_images"] == 6
