@@ -268,3 +268,47 @@ def _fold_conv_bias_into_bn(tensors: dict[str, torch.Tensor], source_names: dict
         if mean_key in tensors and tensors[mean_key].shape == tensors[name].shape:
             tensors[mean_key] = tensors[mean_key] - tensors.pop(name)
             source_names.pop(name)
+
+
+# How torchvision's (and timm's) ImageNet models take their input, in Detectron2's 0..255 units.
+TORCHVISION_INPUT = {"MODEL.PIXEL_MEAN": [123.675, 116.28, 103.53],
+                     "MODEL.PIXEL_STD": [58.395, 57.12, 57.375], "INPUT.FORMAT": "RGB"}
+
+
+def torchvision_settings_advice(cfg: Any, source_format: str, weights: str) -> str:
+    """One sentence naming the config settings torchvision weights need that ``cfg`` lacks.
+
+    torchvision's models were trained on RGB images normalised by ImageNet's mean and std, and its
+    ResNet-50/101/152 put the stride in the 3x3 conv; the paper's (MSRA) settings load the same
+    tensors without complaint but feed the backbone inputs it never saw.
+
+    Args:
+        cfg: a detection config (Detectron2 keys).
+        source_format: :attr:`ConvertedWeights.source_format` of the weights.
+        weights: the file or name, for the message.
+
+    Returns:
+        ``""`` when the weights are not torchvision's or the config already matches.
+    """
+    if not source_format.startswith("torchvision"):
+        return ""
+    wanted = []
+    for key, want in TORCHVISION_INPUT.items():
+        section, name = key.rsplit(".", 1)
+        node = cfg
+        for part in section.split("."):
+            node = node[part]
+        have = node[name]
+        same = (have == want if isinstance(want, str) else
+                len(have) == 3 and all(abs(float(a) - b) < 1e-2 for a, b in zip(have, want)))
+        if not same:
+            wanted.append(f"{key} {want!r}" if isinstance(want, str) else f"{key} {want}")
+    arch = cfg.MODEL.RESDET.ARCH or f"resnet{cfg.MODEL.RESNETS.DEPTH}"
+    if ("ResNet" in source_format and arch.startswith(("resnet", "plain"))
+            and int(re.sub(r"\D", "", arch) or 0) >= 50 and cfg.MODEL.RESNETS.STRIDE_IN_1X1):
+        wanted.append("MODEL.RESNETS.STRIDE_IN_1X1 False")
+    if not wanted:
+        return ""
+    return (f"{weights} holds torchvision weights, trained on RGB images normalised by ImageNet's "
+            f"mean and std: set {', '.join(wanted)} (Detectron2's settings for torchvision "
+            "backbones), or the backbone starts from inputs it was never trained on")

@@ -28,6 +28,7 @@ from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from detectron2.layers import FrozenBatchNorm2d as D2FrozenBatchNorm2d
 
 from resdet.checkpoint import convert_to_resdet, read_weights_file, resolve_weights
+from resdet.checkpoint.formats import torchvision_settings_advice
 from resdet.checkpoint.atomic import atomic_torch_save, atomic_write_bytes
 from resdet.errors import UserError
 from resdet.modeling import FrozenBatchNorm2d
@@ -58,6 +59,7 @@ class ResdetCheckpointer(DetectionCheckpointer):
 
     def __init__(self, model, save_dir: str = "", *, cfg=None, **checkpointables):
         super().__init__(model, save_dir, **checkpointables)
+        self._cfg = cfg
         self._cfg_text: Optional[str] = cfg.dump() if cfg is not None else None
 
     def load(self, path: str, *args, **kwargs):
@@ -112,6 +114,10 @@ class ResdetCheckpointer(DetectionCheckpointer):
         converted = convert_to_resdet(data, filename)
         logger.info("Read %s as %s (%d tensors)", filename, converted.source_format,
                     len(converted.tensors))
+        advice = (torchvision_settings_advice(self._cfg, converted.source_format, filename)
+                  if self._cfg is not None else "")
+        if advice:
+            logger.warning("%s.", advice)
         tensors = {k: v for k, v in converted.tensors.items()
                    if not k.endswith("num_batches_tracked")}
         return {"model": tensors, "__author__": "resdet", "matching_heuristics": True}

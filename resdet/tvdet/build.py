@@ -280,7 +280,7 @@ def build_model(cfg, *, load_weights: bool = True) -> ResdetFasterRCNN:
     if load_weights and cfg.MODEL.WEIGHTS:
         from resdet.tvdet.weights import load_detector_weights
 
-        load_detector_weights(model, cfg.MODEL.WEIGHTS)
+        load_detector_weights(model, cfg.MODEL.WEIGHTS, cfg)
     return model
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from torch import nn
 
 from resdet.checkpoint import convert_to_resdet, load_weights, read_weights_file, resolve_weights
-from resdet.checkpoint.formats import to_tensor
+from resdet.checkpoint.formats import to_tensor, torchvision_settings_advice
 from resdet.checkpoint.loader import group_names
 from resdet.tvdet.convert import detectron2_to_tvdet, is_detectron2_detector
 
@@ -52,7 +52,7 @@ def is_detector_checkpoint(weights: str) -> bool:
     return _detector_state_dict(read_weights_file(resolve_weights(weights))) is not None
 
 
-def load_detector_weights(model: nn.Module, weights: str) -> None:
+def load_detector_weights(model: nn.Module, weights: str, cfg: Any = None) -> None:
     """Load ``weights`` into a :class:`~resdet.tvdet.model.ResdetFasterRCNN`.
 
     A whole detector (``model_final.pth`` of this engine, or of Detectron2 with the same
@@ -60,6 +60,9 @@ def load_detector_weights(model: nn.Module, weights: str) -> None:
     skipped with a warning, as Detectron2 does. Anything else is backbone weights: they go to the
     backbone, the C4 res5 head (``res5.*``) and the VGG-16 fc6/fc7 head, renamed from their
     layout by :mod:`resdet.checkpoint`.
+
+    With ``cfg``, backbone weights from torchvision whose input settings the config lacks get a
+    warning naming the keys (:func:`resdet.checkpoint.formats.torchvision_settings_advice`).
 
     Raises:
         UserError: unreadable file, or no weight fits (from :func:`load_weights`).
@@ -83,7 +86,11 @@ def load_detector_weights(model: nn.Module, weights: str) -> None:
                            group_names(result.missing_keys))
         logger.info("Loaded detector weights from %s (%d tensors).", weights, len(keep))
         return
-    tensors = convert_to_resdet(obj, str(weights)).tensors
+    converted = convert_to_resdet(obj, str(weights))
+    advice = torchvision_settings_advice(cfg, converted.source_format, weights) if cfg else ""
+    if advice:
+        logger.warning("%s.", advice)
+    tensors = converted.tensors
     body = {k: v for k, v in tensors.items() if not k.startswith(("res5.",) + _HEAD_KEYS)}
     if "res5" in dict(model.backbone.body.named_children()):
         body = tensors  # FPN uses res5 in the backbone

@@ -154,3 +154,16 @@ def test_torchvision_name_resolves_through_the_hub_cache(tmp_path, monkeypatch):
     model = _c4_model("resnet18", 18)
     ResdetCheckpointer(model).load("torchvision://resnet18")
     torch.testing.assert_close(model.backbone.res2[0].conv1.weight, state["layer1.0.conv1.weight"])
+
+
+def test_torchvision_file_with_msra_settings_warns_naming_keys(tmp_path, caplog):
+    path = tmp_path / "resnet18-tv.pth"
+    torch.save(_torchvision_resnet_state(18), path)
+    model = _c4_model("resnet18", 18)
+    cfg = add_resdet_config(d2_get_cfg())  # Detectron2's defaults: BGR, std 1 (MSRA's)
+    with caplog.at_level("WARNING"):
+        ResdetCheckpointer(model, cfg=cfg).load(str(path))
+    assert (f"{path} holds torchvision weights, trained on RGB images normalised by ImageNet's "
+            "mean and std: set MODEL.PIXEL_MEAN [123.675, 116.28, 103.53], MODEL.PIXEL_STD "
+            "[58.395, 57.12, 57.375], INPUT.FORMAT 'RGB', MODEL.RESNETS.STRIDE_IN_1X1 False") \
+        in caplog.text  # cfg's arch is Detectron2's default resnet50: a bottleneck net

@@ -120,3 +120,27 @@ def test_whole_detector_round_trip_through_detectron2_names(tmp_path):
         assert len(a["boxes"]) > 0
         for k in ("boxes", "scores", "labels"):
             torch.testing.assert_close(a[k], b[k])
+
+
+def test_torchvision_backbone_weights_name_the_input_settings_they_need(tmp_path, caplog):
+    import torchvision
+
+    from resdet.checkpoint.formats import torchvision_settings_advice
+
+    path = tmp_path / "tv_resnet50.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
+    cfg = load_config(config_path("faster_rcnn_R50_coco.yaml"), ["MODEL.WEIGHTS", str(path)])
+    with caplog.at_level("WARNING"):
+        build_model(cfg)
+    assert (f"{path} holds torchvision weights, trained on RGB images normalised by ImageNet's "
+            "mean and std: set MODEL.PIXEL_MEAN [123.675, 116.28, 103.53], MODEL.PIXEL_STD "
+            "[58.395, 57.12, 57.375], INPUT.FORMAT 'RGB', MODEL.RESNETS.STRIDE_IN_1X1 False "
+            "(Detectron2's settings for torchvision backbones)") in caplog.text
+    matching = load_config(config_path("faster_rcnn_R50_coco.yaml"), [
+        "MODEL.PIXEL_MEAN", "[123.675, 116.28, 103.53]", "MODEL.PIXEL_STD",
+        "[58.395, 57.12, 57.375]", "INPUT.FORMAT", "RGB", "MODEL.RESNETS.STRIDE_IN_1X1", "False"])
+    assert torchvision_settings_advice(matching, "torchvision ResNet (or timm)", "w") == ""
+    # ResNet-18 has no bottleneck: only the input settings; MSRA weights need none of this
+    r18 = load_config(config_path("faster_rcnn_R50_coco.yaml"), R18)
+    assert "STRIDE_IN_1X1" not in torchvision_settings_advice(r18, "torchvision ResNet", "w")
+    assert torchvision_settings_advice(cfg, "MSRA/Caffe2 blobs", "w") == ""
