@@ -40,3 +40,42 @@ def test_launch_argument_errors():
         launch(print, 0)
     with pytest.raises(UserError, match="--dist-url"):
         launch(print, 2, num_machines=2, machine_rank=0, dist_url="auto")
+
+
+_MACHINE = """
+import json, sys, torch
+sys.path.insert(0, {root!r})
+from resdet.engine import comm, launch
+
+def report(out):
+    total = comm.all_reduce_sum([float(comm.get_rank())], torch.device("cpu"))[0]
+    with open(f"{{out}}.{{comm.get_rank()}}", "w") as f:
+        json.dump([comm.get_rank(), comm.get_local_rank(), comm.get_world_size(),
+                   comm.get_local_size(), total], f)
+
+if __name__ == "__main__":
+    launch(report, 2, num_machines=2, machine_rank=int(sys.argv[1]), dist_url=sys.argv[2],
+           args=({out!r},))
+"""
+
+
+@pytest.mark.slow
+def test_two_machines_of_two_processes_join_one_group(tmp_path):
+    """--num-machines 2 --machine-rank K --dist-url tcp://...: ranks are machine-major."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    out = str(tmp_path / "rank")
+    script = tmp_path / "machine.py"  # spawned workers re-import it to find report()
+    script.write_text(_MACHINE.format(root=root, out=out))
+    procs = [subprocess.Popen([sys.executable, str(script), str(k), url]) for k in (1, 0)]
+    assert [p.wait(timeout=180) for p in procs] == [0, 0]
+    seen = [json.load(open(f"{out}.{r}")) for r in range(4)]
+    # [rank, local rank, world size, processes on this machine, sum of all ranks]
+    assert seen == [[0, 0, 4, 2, 6.0], [1, 1, 4, 2, 6.0], [2, 0, 4, 2, 6.0], [3, 1, 4, 2, 6.0]]
