@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -116,6 +117,23 @@ def resolve_weights(spec: str | Path, *, sha256: str | None = None) -> str:
     return path
 
 
+@contextlib.contextmanager
+def _safe_globals(objs: list):
+    """``torch.serialization.safe_globals`` (torch >= 2.5), done by hand on torch 2.4."""
+    ser = torch.serialization
+    if hasattr(ser, "safe_globals"):
+        with ser.safe_globals(objs):
+            yield
+        return
+    before = list(ser.get_safe_globals())  # a copy: torch hands back its own list
+    ser.add_safe_globals(objs)
+    try:
+        yield
+    finally:
+        ser.clear_safe_globals()
+        ser.add_safe_globals(before)
+
+
 def _torch_load_safe(path: Path) -> Any:
     """``torch.load(weights_only=True)``; numpy arrays admitted where torch allows adding them."""
     try:
@@ -126,10 +144,10 @@ def _torch_load_safe(path: Path) -> Any:
     except Exception as first:  # noqa: BLE001
         error = first
     if isinstance(error, pickle.UnpicklingError) and hasattr(
-            torch.serialization, "safe_globals"):
+            torch.serialization, "add_safe_globals"):
         # numpy arrays/scalars in a checkpoint are data, not code; admit exactly those
         try:
-            with torch.serialization.safe_globals(allowed_globals()):
+            with _safe_globals(allowed_globals()):
                 return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001
             error = e
