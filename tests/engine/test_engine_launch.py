@@ -68,14 +68,33 @@ def test_two_machines_of_two_processes_join_one_group(tmp_path):
     import sys
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        url = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    # A port below Linux's ephemeral range (32768+): a client that retries a port of that range
+    # before its server listens can be handed the same port and connect to itself (and hang).
+    for port in range(29500 + os.getpid() % 1000, 31500):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                continue
+    url = f"tcp://127.0.0.1:{port}"
     out = str(tmp_path / "rank")
     script = tmp_path / "machine.py"  # spawned workers re-import it to find report()
     script.write_text(_MACHINE.format(root=root, out=out))
-    procs = [subprocess.Popen([sys.executable, str(script), str(k), url]) for k in (1, 0)]
-    assert [p.wait(timeout=180) for p in procs] == [0, 0]
+    procs = []
+    for k in (0, 1):
+        log = open(tmp_path / f"machine{k}.log", "w")
+        procs.append(subprocess.Popen([sys.executable, str(script), str(k), url], stdout=log,
+                                      stderr=subprocess.STDOUT, start_new_session=True))
+    deadline = time.time() + 180
+    while time.time() < deadline and any(p.poll() is None for p in procs):
+        time.sleep(0.5)
+    codes = [p.poll() for p in procs]  # None: still running after 3 minutes (a hang)
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, 9)
+    logs = "\n".join((tmp_path / f"machine{k}.log").read_text()[-2000:] for k in (0, 1))
+    assert codes == [0, 0], logs
     seen = [json.load(open(f"{out}.{r}")) for r in range(4)]
     # [rank, local rank, world size, processes on this machine, sum of all ranks]
     assert seen == [[0, 0, 4, 2, 6.0], [1, 1, 4, 2, 6.0], [2, 0, 4, 2, 6.0], [3, 1, 4, 2, 6.0]]
