@@ -75,6 +75,10 @@ def scan_class_folders(folder: str, name: str = "") -> Tuple[List[dict], List[st
         for fn in files:
             records.append({"file_name": os.path.join(cdir, fn), "label": label,
                             "image_id": len(records)})
+    stray = len(_flat_images(folder))
+    if stray and records:
+        logger.warning("%s holds %d images outside its class folders (a half-sorted val set?); "
+                       "they are not used.", folder, stray)
     if not records:
         raise UserError(f"Dataset {name or folder}: {folder} holds no class folders with images "
                         f"({', '.join(e.lower() for e in IMAGE_EXTENSIONS[:3])}, ...); expected "

@@ -155,3 +155,12 @@ def test_test_set_matched_to_training_classes_by_name(root):
                        r"imagenet_train does not have \(n01440765\)"):
         align_labels(val, ["n01440765", "n01440766"], ["n01440764", "n01440766"],
                      "imagenet_val", "imagenet_train")
+
+
+def test_images_outside_class_folders_are_reported(root, caplog):
+    make_imagenet_folders(str(root), classes=2, per_class=1, val_per_class=2)
+    val = os.path.join(str(root), "imagenet", "val")
+    first = os.path.join(val, "n01440764", "n01440764_0000.JPEG")
+    os.rename(first, os.path.join(val, "ILSVRC2012_val_00000001.JPEG"))  # not yet sorted
+    assert len(get_dataset_dicts("imagenet_val")) == 3
+    assert "holds 1 images outside its class folders (a half-sorted val set?)" in caplog.text
