@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from resdet.config import lookup
 from resdet.errors import UserError
 
 # VGG-16 configuration D: convolutions per block (paper's Table 1 of Simonyan & Zisserman)
@@ -294,11 +295,7 @@ def torchvision_settings_advice(cfg: Any, source_format: str, weights: str) -> s
         return ""
     wanted = []
     for key, want in TORCHVISION_INPUT.items():
-        section, name = key.rsplit(".", 1)
-        node = cfg
-        for part in section.split("."):
-            node = node[part]
-        have = node[name]
+        have = lookup(cfg, key)
         same = (have == want if isinstance(want, str) else
                 len(have) == 3 and all(abs(float(a) - b) < 1e-2 for a, b in zip(have, want)))
         if not same:

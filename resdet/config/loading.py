@@ -296,15 +296,17 @@ def all_keys(cfg: _FvcoreCfgNode, prefix: str = "", *, groups: bool = True) -> I
             yield full_key
 
 
+def lookup(cfg: Any, full_key: str) -> Any:
+    """The value of a dotted key such as ``"MODEL.RESNETS.DEPTH"`` (any engine's CfgNode)."""
+    node = cfg
+    for part in full_key.split("."):
+        node = node[part]
+    return node
+
+
 def flatten(cfg: _FvcoreCfgNode) -> dict:
     """``{"SOLVER.BASE_LR": 0.001, ...}`` for every leaf key of ``cfg``."""
-    out = {}
-    for full_key in all_keys(cfg, groups=False):
-        node = cfg
-        for part in full_key.split("."):
-            node = node[part]
-        out[full_key] = node
-    return out
+    return {full_key: lookup(cfg, full_key) for full_key in all_keys(cfg, groups=False)}
 
 
 def dump_config(cfg: _FvcoreCfgNode, path: str) -> str:

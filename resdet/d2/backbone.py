@@ -18,6 +18,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 from torch import nn
 
+from resdet.config import lookup
 from resdet.errors import UserError
 from resdet.modeling import FrozenBatchNorm2d, arch_info, build_backbone
 
@@ -120,9 +121,7 @@ def _resnet_options(cfg) -> dict:
     # Detectron2 asserts RES2_OUT_CHANNELS = 64 for R18/R34; resdet's stages are fixed by Table 1.
     checks["MODEL.RESNETS.RES2_OUT_CHANNELS"] = 256 if info["block"] == "bottleneck" else 64
     for key, expected in checks.items():
-        value = cfg
-        for part in key.split("."):
-            value = value[part]
+        value = lookup(cfg, key)
         if (list(value) if isinstance(value, (list, tuple)) else value) != expected:
             raise UserError(
                 f"{key} = {value!r} is not supported by resdet's {arch}; set it to {expected!r}."

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from resdet.config import lookup
 from resdet.config.defaults import CHOICES
 from resdet.data import get_metadata
 from resdet.data.classification import align_labels
@@ -42,9 +43,7 @@ def check_pretrain_config(cfg: Any) -> None:
     for key, allowed in CHOICES.items():
         if not key.startswith("PRETRAIN."):
             continue
-        node = cfg
-        for part in key.split("."):
-            node = node[part]
+        node = lookup(cfg, key)
         if node not in allowed:
             raise UserError(f"{key} is {node!r}; use one of {', '.join(map(repr, allowed))}.")
     if len(cfg.DATASETS.TRAIN) != 1:

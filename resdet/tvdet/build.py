@@ -14,7 +14,7 @@ from torch import nn
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.rpn import RPNHead
 
-from resdet.config import check_keys_honoured
+from resdet.config import check_keys_honoured, lookup
 from resdet.errors import UserError
 from resdet.modeling import arch_info, build_backbone, build_stage
 from resdet.tvdet.model import (
@@ -126,9 +126,7 @@ def _resnet_options(cfg, info: dict) -> dict:
 
 def _same_features(cfg, expected: List[str], *keys: str) -> None:
     for key in keys:
-        node = cfg
-        for part in key.split("."):
-            node = node[part]
+        node = lookup(cfg, key)
         if list(node) != expected:
             raise UserError(f"{key} = {list(node)} does not match this backbone; set it to "
                             f"{expected}.")
