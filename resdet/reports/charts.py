@@ -16,6 +16,14 @@ from resdet.reports.runs import Run  # noqa: E402
 METRICS = (("AP50", "mAP@.5"), ("AP", "mAP@[.5,.95]"))
 
 
+def _save(fig, path: str) -> str:
+    """Lay out, write ``path`` as PNG and free the figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def ap_bars(runs: Sequence[Run], datasets: Sequence[str], path: str) -> str:
     """Grouped bars: one group per (dataset, metric), one bar per run; the paper as black ticks."""
     groups = [(d, k, shown) for d in datasets for k, shown in METRICS
@@ -39,10 +47,7 @@ def ap_bars(runs: Sequence[Run], datasets: Sequence[str], path: str) -> str:
     ax.set_ylabel("AP (%)")
     ax.set_title("Detection AP per backbone")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def loss_curves(runs: Sequence[Run], path: str) -> str:
@@ -60,10 +65,7 @@ def loss_curves(runs: Sequence[Run], path: str) -> str:
     ax.set_ylabel("total loss")
     ax.set_title("Training loss")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def seconds_per_iter(runs: Sequence[Run], path: str) -> str:
@@ -77,10 +79,7 @@ def seconds_per_iter(runs: Sequence[Run], path: str) -> str:
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_ylabel("seconds / iteration (median)")
     ax.set_title("Training speed")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_charts(runs: Sequence[Run], datasets: Sequence[str], out_dir: str) -> List[str]:
