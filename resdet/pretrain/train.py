@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -129,11 +130,10 @@ def _weights_info(path: str) -> Dict[str, Any]:
             "classes": ckpt.get("classes")}
 
 
-def _model_classes(cfg: Any, eval_only: bool, weights: Dict[str, Any]
-                   ) -> Tuple[Optional[List[str]], str]:
-    """The model's output classes and where they come from: the weights' record when
-    evaluating, else the training set's class list (None where neither says)."""
-    if eval_only and weights.get("classes"):
+def _model_classes(cfg: Any, weights: Dict[str, Any]) -> Tuple[Optional[List[str]], str]:
+    """The model's output classes and where they come from: the record in ``weights`` (given
+    when evaluating), else the training set's class list (None where neither says)."""
+    if weights.get("classes"):
         return list(weights["classes"]), cfg.MODEL.WEIGHTS
     train_name = cfg.DATASETS.TRAIN[0]
     return (get_metadata(train_name).get("classes") or None), train_name
@@ -182,19 +182,20 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
         torch.set_num_threads(min(torch.get_num_threads(), spare))
     pre = cfg.PRETRAIN
     train_name = cfg.DATASETS.TRAIN[0]
-    weights = _weights_info(cfg.MODEL.WEIGHTS)
-    train_records: List[dict] = []
 
+    @functools.lru_cache(maxsize=None)
+    def weights() -> Dict[str, Any]:
+        # Read only when needed: a resumed run takes its normaliser from its own checkpoint.
+        return _weights_info(cfg.MODEL.WEIGHTS)
+
+    @functools.lru_cache(maxsize=None)
     def get_train_records() -> List[dict]:
         # --eval-only needs the training set only to compute a normaliser the weights lack.
-        if not train_records:
-            train_records.extend(load_records(train_name, val_split=pre.VAL_SPLIT, split_seed=0,
-                                              part="train"))
-        return train_records
+        return load_records(train_name, val_split=pre.VAL_SPLIT, split_seed=0, part="train")
 
     if not args.eval_only:
         _check_num_classes(cfg, get_train_records(), train_name)
-    classes, classes_from = _model_classes(cfg, args.eval_only, weights)
+    classes, classes_from = _model_classes(cfg, weights() if args.eval_only else {})
     model = build_pretrain_model(cfg).to(device)
     task = ClassificationTask(
         None, _test_sets(cfg, classes, classes_from), test_mode=pre.TEST_MODE,
@@ -204,8 +205,8 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
         export_info=_export_info(cfg, classes))
 
     def ensure_normalizer() -> None:
-        if task.normalizer is None and weights.get("normalizer"):
-            task.normalizer = Normalizer.from_state(weights["normalizer"])
+        if task.normalizer is None and weights().get("normalizer"):
+            task.normalizer = Normalizer.from_state(weights()["normalizer"])
         if task.normalizer is None:
             norm = None
             if comm.is_main_process():
@@ -226,7 +227,7 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
             logger.info("Loaded %d tensors from %s (missing: %d).", len(report.matched),
                         cfg.MODEL.WEIGHTS, len(report.missing))
             if report.source_format.startswith("torchvision"):
-                _adopt_torchvision_conventions(cfg, weights, args.eval_only)
+                _adopt_torchvision_conventions(cfg, weights(), args.eval_only)
 
     if args.eval_only:
         if not cfg.MODEL.WEIGHTS:
