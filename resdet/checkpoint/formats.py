@@ -276,6 +276,15 @@ TORCHVISION_INPUT = {"MODEL.PIXEL_MEAN": [123.675, 116.28, 103.53],
                      "MODEL.PIXEL_STD": [58.395, 57.12, 57.375], "INPUT.FORMAT": "RGB"}
 
 
+def strides_in_3x3(source_format: str, arch: str) -> bool:
+    """Whether weights of this layout put ``arch``'s bottleneck stride in the 3x3 conv:
+    torchvision's (and timm's) ResNet-50/101/152 do; MSRA's and Detectron2's use the 1x1."""
+    from resdet.modeling import arch_info
+
+    return (source_format.startswith("torchvision ResNet")
+            and arch_info(arch)["block"] == "bottleneck")
+
+
 def torchvision_settings_advice(cfg: Any, source_format: str, weights: str) -> str:
     """One sentence naming the config settings torchvision weights need that ``cfg`` lacks.
 
@@ -301,8 +310,7 @@ def torchvision_settings_advice(cfg: Any, source_format: str, weights: str) -> s
         if not same:
             wanted.append(f"{key} {want!r}" if isinstance(want, str) else f"{key} {want}")
     arch = cfg.MODEL.RESDET.ARCH or f"resnet{cfg.MODEL.RESNETS.DEPTH}"
-    if ("ResNet" in source_format and arch.startswith(("resnet", "plain"))
-            and int(re.sub(r"\D", "", arch) or 0) >= 50 and cfg.MODEL.RESNETS.STRIDE_IN_1X1):
+    if cfg.MODEL.RESNETS.STRIDE_IN_1X1 and strides_in_3x3(source_format, arch):
         wanted.append("MODEL.RESNETS.STRIDE_IN_1X1 False")
     if not wanted:
         return ""

@@ -146,18 +146,18 @@ def torchvision_normalizer() -> Normalizer:
                       torch.tensor([0.229, 0.224, 0.225]) * 255.0)
 
 
-def _adopt_torchvision_conventions(cfg: Any, weights: Dict[str, Any], eval_only: bool) -> None:
+def _adopt_torchvision_conventions(cfg: Any, weights: Dict[str, Any], source_format: str,
+                                   eval_only: bool) -> None:
     """torchvision's weights were trained on mean/std-normalised inputs, and its bottleneck
     ResNets put the stride in the 3x3 conv: evaluate them that way (the paper's per-pixel mean
     and stride placement would load without a complaint and score far worse)."""
-    from resdet.modeling import arch_info
+    from resdet.checkpoint.formats import strides_in_3x3
 
     if not weights.get("normalizer"):
         weights["normalizer"] = torchvision_normalizer().state_dict()
         logger.info("%s holds torchvision weights: inputs are normalised as torchvision's "
                     "models expect (ImageNet channel mean and std).", cfg.MODEL.WEIGHTS)
-    info = arch_info(cfg.MODEL.RESDET.ARCH)
-    if info["block"] == "bottleneck" and cfg.MODEL.RESNETS.STRIDE_IN_1X1:
+    if cfg.MODEL.RESNETS.STRIDE_IN_1X1 and strides_in_3x3(source_format, cfg.MODEL.RESDET.ARCH):
         msg = (f"{cfg.MODEL.WEIGHTS} holds torchvision weights, whose {cfg.MODEL.RESDET.ARCH} "
                "puts the stride in the 3x3 conv; set MODEL.RESNETS.STRIDE_IN_1X1 False")
         if eval_only:
@@ -227,7 +227,8 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
             logger.info("Loaded %d tensors from %s (missing: %d).", len(report.matched),
                         cfg.MODEL.WEIGHTS, len(report.missing))
             if report.source_format.startswith("torchvision"):
-                _adopt_torchvision_conventions(cfg, weights(), args.eval_only)
+                _adopt_torchvision_conventions(cfg, weights(), report.source_format,
+                                               args.eval_only)
 
     if args.eval_only:
         if not cfg.MODEL.WEIGHTS:
