@@ -10,9 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resdet.config.choices import NORMS
 from resdet.errors import UserError
 
-NORMS = ("BN", "FrozenBN", "GN", "SyncBN")
+__all__ = ["NORMS", "Conv2d", "FrozenBatchNorm2d", "ShapeSpec", "conv_norm", "freeze_", "get_norm",
+           "he_init", "zero_pad_shortcut"]
 
 
 @dataclass(frozen=True)
