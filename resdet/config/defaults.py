@@ -13,29 +13,8 @@ also works on Detectron2's own config (as ``projects/PointRend/point_rend/config
 
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
-
-class CfgNode(_FvcoreCfgNode):
-    """fvcore's CfgNode (the class Detectron2's CfgNode derives from), so both engines share it.
-
-    ``merge_from_file`` and ``merge_from_list`` go through resdet's strict loader: a mistyped key,
-    a value of the wrong type or a missing file raises :class:`resdet.errors.UserError`.
-    """
-
-    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
-        """Merge a YAML file (with ``_BASE_`` resolved relative to it) into this config."""
-        from resdet.config.loading import merge_file
-
-        merge_file(self, cfg_filename)
-
-    def merge_from_list(self, cfg_list: list) -> "CfgNode":
-        """Merge ``[KEY, VALUE, KEY, VALUE, ...]`` (command-line opts) into this config."""
-        from resdet.config.loading import merge_opts
-
-        merge_opts(self, cfg_list)
-        return self
-
-
-CN = CfgNode
+from resdet.config.choices import CHOICES  # noqa: F401  (re-exported for older imports)
+from resdet.config.node import CN, CfgNode
 
 # -----------------------------------------------------------------------------
 # Detectron2's defaults (detectron2/config/defaults.py), Faster R-CNN subset.
@@ -300,8 +279,8 @@ def add_resdet_config(cfg: _FvcoreCfgNode) -> _FvcoreCfgNode:
     """
     node_cls = type(cfg)
     _add_node(cfg, "MODEL.RESDET", node_cls)
-    # A network name of resdet.modeling.list_architectures(); it must agree with
-    # MODEL.RESNETS.DEPTH on detection configs.
+    # A network name of resdet.modeling.list_architectures(); "" means resnet{MODEL.RESNETS.DEPTH}.
+    # One fact, one key: resdet.modeling.resolve_arch refuses a DEPTH set to another depth.
     _add(cfg, "MODEL.RESDET.ARCH", "resnet50")
     # "A", "B" or "C" (paper Sec. 3.3); "" = the arch's paper default (B ImageNet, A CIFAR).
     _add(cfg, "MODEL.RESDET.SHORTCUT", "")
@@ -401,20 +380,6 @@ def _parent(cfg: _FvcoreCfgNode, full_key: str) -> tuple:
     for part in path:
         node = node[part]
     return node, name
-
-
-# Allowed values of resdet's string keys, checked by load_config (Detectron2's own keys are
-# checked by the engines that read them).
-CHOICES = {
-    "MODEL.RESDET.SHORTCUT": ("", "A", "B", "C"),
-    "SOLVER.AMP.DTYPE": ("bfloat16", "float16"),
-    "ENGINE": ("auto", "detectron2", "torchvision"),
-    "PRETRAIN.TEST_MODE": ("center", "10crop", "multiscale"),
-    "PRETRAIN.LR_POLICY": ("step", "plateau"),
-    "PRETRAIN.AUGMENTATION": ("scale", "pad_crop"),
-    "PRETRAIN.MEAN": ("pixel", "channel"),
-    "PRETRAIN.PLATEAU_METRIC": ("val", "train"),
-}
 
 
 def get_cfg() -> CfgNode:

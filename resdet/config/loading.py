@@ -1,29 +1,33 @@
-"""Strict config loading: YAML files with ``_BASE_``, ``KEY VALUE`` opts, and clear errors.
+"""Loading a config: the defaults, a YAML file and command-line opts, frozen; writing it back.
 
-The merge rules are yacs'/fvcore's (the ones Detectron2 uses): a string value is read as a Python
-literal when it is one, a list may replace a tuple and back, ``None`` may replace anything and be
-replaced by anything. resdet adds int -> float promotion (``BASE_LR: 1``) and turns every failure
-into one :class:`~resdet.errors.UserError` sentence naming the file and key. It merges into any
-fvcore CfgNode, so it works on Detectron2's own config too.
+The merging itself (``_BASE_``, literal values, type checks, the error sentences) is in
+:mod:`resdet.config.merging`; this module picks the defaults of the engine, runs the merges, and
+checks that an engine honours every key a config sets. It is the top of the config package:
+choices -> merging -> node -> defaults -> loading, each importing only those before it.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-from ast import literal_eval
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import yaml
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
-from resdet.config.defaults import CHOICES
+from resdet.config.choices import ENGINES
+from resdet.config.defaults import add_resdet_config, get_cfg
+from resdet.config.merging import (  # noqa: F401  (re-exported: resdet.config.loading.merge_file)
+    BASE_KEY,
+    COMMAND_LINE,
+    all_keys,
+    flatten,
+    lookup,
+    merge_dict,
+    merge_file,
+    merge_opts,
+)
 from resdet.errors import UserError
 
-BASE_KEY = "_BASE_"
-COMMAND_LINE = "the command line"
-_SCALAR_TYPES = (bool, int, float, str, type(None))
 _LIST_TYPES = (list, tuple)
 
 
@@ -53,9 +57,9 @@ def load_config(
     Raises:
         UserError: missing or unparsable file, unknown key, wrong value type, odd number of opts.
     """
-    if engine not in (None, *CHOICES["ENGINE"]):
+    if engine not in (None, *ENGINES):
         raise UserError(
-            f"Unknown engine {engine!r}; use one of {', '.join(CHOICES['ENGINE'])}."
+            f"Unknown engine {engine!r}; use one of {', '.join(ENGINES)}."
         )
     if base_cfg is None:
         base_cfg = _engine_defaults(engine)
@@ -70,8 +74,7 @@ def load_config(
 
 
 def _engine_defaults(engine: str | None) -> _FvcoreCfgNode:
-    from resdet.config.defaults import add_resdet_config, get_cfg
-
+    """resdet's defaults, or Detectron2's own (plus resdet's keys) for ``engine='detectron2'``."""
     if engine != "detectron2":
         return get_cfg()
     try:
@@ -82,231 +85,6 @@ def _engine_defaults(engine: str | None) -> _FvcoreCfgNode:
             "install it or use --engine torchvision."
         ) from e
     return add_resdet_config(d2_get_cfg())
-
-
-def merge_file(cfg: _FvcoreCfgNode, path: str, _chain: tuple = ()) -> None:
-    """Merge a YAML file into ``cfg`` in place, its ``_BASE_`` chain first.
-
-    Args:
-        cfg: unfrozen config to change.
-        path: the YAML file.
-        _chain: files already being merged (to report a ``_BASE_`` cycle).
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        if _chain:
-            raise UserError(
-                f"Config file '{path}' named by _BASE_ in '{_chain[-1]}' does not exist; "
-                "fix the _BASE_ path (it is relative to the file that names it)."
-            )
-        raise UserError(f"Config file '{path}' does not exist; check the path.")
-    real = os.path.realpath(path)
-    if real in (os.path.realpath(p) for p in _chain):
-        raise UserError(
-            f"Config file '{path}' is its own _BASE_ (chain: {' -> '.join(_chain + (path,))}); "
-            "remove the cycle."
-        )
-    data = _read_yaml(path)
-    base = data.pop(BASE_KEY, None)
-    if base is not None:
-        if not isinstance(base, str) or not base:
-            raise UserError(f"_BASE_ in '{path}' must be a file path, got {base!r}; fix it.")
-        base = os.path.expanduser(base)
-        if not os.path.isabs(base):
-            base = os.path.normpath(os.path.join(os.path.dirname(path), base))
-        merge_file(cfg, base, _chain + (path,))
-    merge_dict(cfg, data, source=path)
-
-
-def _read_yaml(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UserError(
-            f"Config file '{path}' is not valid YAML{where} ({problem}); fix its syntax."
-        ) from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"Config file '{path}' cannot be read ({e}); check the file.") from e
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(
-            f"Config file '{path}' must hold a mapping of keys (KEY: value), "
-            f"got a {type(data).__name__}; fix the file."
-        )
-    return data
-
-
-def merge_opts(cfg: _FvcoreCfgNode, opts: Sequence[str]) -> None:
-    """Merge ``[KEY, VALUE, ...]`` command-line overrides into ``cfg`` in place.
-
-    Args:
-        cfg: unfrozen config to change.
-        opts: alternating full key names and values; values are read as Python literals when
-            they parse as one (``0.02``, ``"(640, 800)"``, ``True``), else kept as strings.
-    """
-    opts = list(opts)
-    if len(opts) % 2:
-        raise UserError(
-            f"Command-line overrides must be KEY VALUE pairs, got {len(opts)} items "
-            f"(last: {opts[-1]!r}); give a value for every key."
-        )
-    for full_key, value in zip(opts[0::2], opts[1::2]):
-        node = cfg
-        parts = str(full_key).split(".")
-        for part in parts[:-1]:
-            if not isinstance(node, _FvcoreCfgNode) or part not in node:
-                _unknown_key(cfg, str(full_key), COMMAND_LINE)
-            node = node[part]
-        if not isinstance(node, _FvcoreCfgNode):
-            _unknown_key(cfg, str(full_key), COMMAND_LINE)
-        _merge_value(cfg, node, parts[-1], value, str(full_key), COMMAND_LINE)
-
-
-def merge_dict(cfg: _FvcoreCfgNode, data: dict, *, source: str) -> None:
-    """Merge a nested mapping (a parsed YAML file) into ``cfg`` in place.
-
-    Args:
-        cfg: unfrozen config to change.
-        data: nested dict of key -> value.
-        source: where ``data`` came from, for error messages (a file path).
-    """
-    _merge_node(cfg, cfg, data, prefix="", source=source)
-
-
-def _merge_node(root: _FvcoreCfgNode, node: _FvcoreCfgNode, data: dict, prefix: str,
-                source: str) -> None:
-    for key, value in data.items():
-        full_key = prefix + str(key)
-        _merge_value(root, node, str(key), value, full_key, source)
-
-
-def _merge_value(root: _FvcoreCfgNode, node: _FvcoreCfgNode, key: str, value: Any,
-                 full_key: str, source: str) -> None:
-    raw, value = value, _decode(value)
-    if key not in node:
-        if node.is_new_allowed():
-            node[key] = _to_node(node, value)
-            return
-        _unknown_key(root, full_key, source)
-    old = node[key]
-    if isinstance(old, _FvcoreCfgNode):
-        if not isinstance(value, dict):
-            children = ", ".join(f"'{full_key}.{k}'" for k in list(old.keys())[:4])
-            raise UserError(
-                f"Config key '{full_key}' in {source} is a group of keys ({children}...), "
-                f"got {type(value).__name__} {value!r}; set one of its keys instead."
-            )
-        _merge_node(root, old, value, full_key + ".", source)
-        return
-    if isinstance(old, str) and isinstance(raw, str):
-        # A path or name that happens to read as a literal (OUTPUT_DIR: 2024) stays a string.
-        value = raw
-    value = _coerce(value, old, full_key, source)
-    allowed = CHOICES.get(full_key)
-    if allowed is not None and value not in allowed:
-        names = ", ".join(repr(a) for a in allowed)
-        raise UserError(
-            f"Config key '{full_key}' in {source} must be one of {names}, got {value!r}."
-        )
-    node[key] = value
-
-
-def _decode(value: Any) -> Any:
-    # yacs' _decode_cfg_value: strings that are Python literals become those literals.
-    if isinstance(value, str):
-        try:
-            return literal_eval(value)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            return value
-    return value
-
-
-def _to_node(parent: _FvcoreCfgNode, value: Any) -> Any:
-    return type(parent)(value) if isinstance(value, dict) else value
-
-
-def _coerce(value: Any, old: Any, full_key: str, source: str) -> Any:
-    if isinstance(value, dict):
-        raise UserError(
-            f"Config key '{full_key}' in {source} must be {_type_name(old)}, "
-            f"got a mapping {value!r}; give a single value."
-        )
-    if type(value) is type(old) or old is None or value is None:
-        return value
-    if isinstance(old, _LIST_TYPES) and isinstance(value, _LIST_TYPES):
-        return type(old)(value)
-    # int -> float promotion (``BASE_LR: 1``); bool is an int subclass and is not promoted.
-    if type(old) is float and type(value) is int:
-        return float(value)
-    raise UserError(
-        f"Config key '{full_key}' in {source} must be {_type_name(old)}, "
-        f"got {type(value).__name__} {value!r}."
-    )
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, _LIST_TYPES):
-        return "a list"
-    return type(value).__name__
-
-
-def _unknown_key(root: _FvcoreCfgNode, full_key: str, source: str) -> None:
-    keys = list(all_keys(root))
-    suggestion = _nearest_key(full_key, keys)
-    if suggestion:
-        raise UserError(
-            f"Unknown config key '{full_key}' in {source}; did you mean '{suggestion}'?"
-        )
-    raise UserError(
-        f"Unknown config key '{full_key}' in {source}; remove it or check its spelling "
-        "against resdet/config/defaults.py."
-    )
-
-
-def _nearest_key(full_key: str, keys: list) -> str | None:
-    close = difflib.get_close_matches(full_key, keys, n=1, cutoff=0.6)
-    if close:
-        return close[0]
-    # A right key under the wrong group (MODEL.BASE_LR -> SOLVER.BASE_LR).
-    last = full_key.rsplit(".", 1)[-1]
-    same_name = [k for k in keys if k.rsplit(".", 1)[-1] == last]
-    if same_name:
-        return difflib.get_close_matches(full_key, same_name, n=1, cutoff=0.0)[0]
-    close = difflib.get_close_matches(last, [k.rsplit(".", 1)[-1] for k in keys], n=1,
-                                      cutoff=0.75)
-    if close:
-        return next(k for k in keys if k.rsplit(".", 1)[-1] == close[0])
-    return None
-
-
-def all_keys(cfg: _FvcoreCfgNode, prefix: str = "", *, groups: bool = True) -> Iterable[str]:
-    """Every full key name in ``cfg`` (``"SOLVER.BASE_LR"``), groups included unless disabled."""
-    for key, value in cfg.items():
-        full_key = prefix + key
-        if isinstance(value, _FvcoreCfgNode):
-            if groups:
-                yield full_key
-            yield from all_keys(value, full_key + ".", groups=groups)
-        else:
-            yield full_key
-
-
-def lookup(cfg: Any, full_key: str) -> Any:
-    """The value of a dotted key such as ``"MODEL.RESNETS.DEPTH"`` (any engine's CfgNode)."""
-    node = cfg
-    for part in full_key.split("."):
-        node = node[part]
-    return node
-
-
-def flatten(cfg: _FvcoreCfgNode) -> dict:
-    """``{"SOLVER.BASE_LR": 0.001, ...}`` for every leaf key of ``cfg``."""
-    return {full_key: lookup(cfg, full_key) for full_key in all_keys(cfg, groups=False)}
 
 
 def dump_config(cfg: _FvcoreCfgNode, path: str) -> str:
@@ -360,8 +138,6 @@ def check_keys_honoured(
             that ``supported`` does not cover.
     """
     if defaults is None:
-        from resdet.config.defaults import get_cfg
-
         defaults = get_cfg()
     prefixes = tuple(s if s.endswith(".") else s + "." for s in supported)
     exact = set(supported)
