@@ -27,27 +27,34 @@ from resdet.benchmark.settings import (
 )
 from resdet.benchmark.timing import Runner
 from resdet.errors import UserError
-from resdet.modeling import arch_info, build_classifier
+from resdet.modeling import build_classifier, get_arch
 
 TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg16")
 
 
 def default_input_size(arch: str) -> int:
-    """224 for ImageNet networks (Sec. 3.4), 32 for the CIFAR ones (Sec. 4.2)."""
-    return 32 if arch_info(arch)["family"] == "cifar" else 224
+    """The net's training crop side in pixels: 224 ImageNet (Sec. 3.4), 32 CIFAR (Sec. 4.2)."""
+    return get_arch(arch).input_size
 
 
 def default_num_classes(arch: str) -> int:
-    return 10 if arch_info(arch)["family"] == "cifar" else 1000
+    """Classes of the net's dataset: 1000 ImageNet, 10 CIFAR."""
+    return get_arch(arch).num_classes
 
 
 def build_ours(s: BenchSettings) -> nn.Module:
-    """resdet's classifier for ``s.arch`` (stride placement from ``s.stride_in_3x3``)."""
+    """resdet's classifier for ``s.arch`` (stride placement from ``s.stride_in_3x3``).
+
+    Raises:
+        UserError: ``--stride-in-3x3`` for a net that has no stride placement option.
+    """
+    spec = get_arch(s.arch)
     options = {}
-    if arch_info(s.arch)["family"] == "resnet":
+    if spec.supports("stride_in_1x1"):
         options["stride_in_1x1"] = not s.stride_in_3x3
     elif s.stride_in_3x3:
-        raise UserError(f"--stride-in-3x3 applies to ImageNet ResNets only, not {s.arch!r}.")
+        raise UserError(f"--stride-in-3x3 does not apply to {s.arch!r} (it takes "
+                        f"{', '.join(spec.options)}); drop it.")
     torch.manual_seed(0)
     return build_classifier(s.arch, num_classes=default_num_classes(s.arch), **options)
 
@@ -89,6 +96,7 @@ def make_train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 def make_inference_step(model: nn.Module, x: torch.Tensor, s: BenchSettings) -> Callable:
+    """A forward of ``model`` on ``x`` in ``eval()`` mode without gradients."""
     model.eval()
 
     def step():
