@@ -16,10 +16,8 @@ problems.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from resdet.cli import run_main  # noqa: E402
 

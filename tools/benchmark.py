@@ -19,12 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from resdet.cli import run_main  # noqa: E402
+from resdet.config.choices import ENGINES
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     what = p.add_mutually_exclusive_group()
     what.add_argument("--config", default=None, help="detection config (YAML)")
     what.add_argument("--arch", default=None, help="backbone classifier, e.g. resnet50, vgg16")
-    p.add_argument("--engine", choices=("auto", "detectron2", "torchvision"), default="auto",
+    p.add_argument("--engine", choices=ENGINES, default="auto",
                    help="detection engine for --config (auto: Detectron2 when it imports)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--batch", type=int, default=2, help="images per iteration")

@@ -11,10 +11,7 @@ OUT/report.md and OUT/{ap_bars,loss_curves,seconds_per_iter}.png.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from resdet.cli import run_main  # noqa: E402
 

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from resdet.checkpoint import (  # noqa: E402
     convert_to_resdet,
@@ -28,6 +25,7 @@ from resdet.checkpoint import (  # noqa: E402
     save_resdet_weights,
 )
 from resdet.cli import run_main  # noqa: E402
+from resdet.config.choices import SHORTCUTS
 from resdet.modeling import arch_info, build_backbone, build_classifier  # noqa: E402
 
 logger = logging.getLogger("convert_weights")
@@ -41,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--to", choices=("resdet", "detectron2"), default=None,
                    help="output layout (default: detectron2 for a .pkl --out, else resdet)")
-    p.add_argument("--shortcut", default=None, choices=("A", "B", "C"),
+    p.add_argument("--shortcut", default=None, choices=SHORTCUTS,
                    help="shortcut option the weights were trained with (default: the paper's)")
     p.add_argument("--c4-head", action="store_true",
                    help="detectron2 output: name res5 roi_heads.res5 and the rest backbone.*")

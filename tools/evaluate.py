@@ -20,7 +20,6 @@ import logging
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from resdet.cli import run_main  # noqa: E402
 from resdet.errors import UserError  # noqa: E402
