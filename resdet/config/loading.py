@@ -96,6 +96,9 @@ def dump_config(cfg: _FvcoreCfgNode, path: str) -> str:
 
     Returns:
         ``path``.
+
+    Raises:
+        UserError: the folder cannot be created or the file written (naming OUTPUT_DIR).
     """
     path = os.fspath(path)
     text = cfg.dump()

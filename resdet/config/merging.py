@@ -36,6 +36,10 @@ def merge_file(cfg: _FvcoreCfgNode, path: str, _chain: tuple = ()) -> None:
         cfg: unfrozen config to change.
         path: the YAML file.
         _chain: files already being merged (to report a ``_BASE_`` cycle).
+
+    Raises:
+        UserError: a missing or unreadable file, invalid YAML, a ``_BASE_`` cycle, an unknown
+            key, a value of the wrong type or outside ``CHOICES``; each names the file and key.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -93,6 +97,10 @@ def merge_opts(cfg: _FvcoreCfgNode, opts: Sequence[str]) -> None:
         cfg: unfrozen config to change.
         opts: alternating full key names and values; values are read as Python literals when
             they parse as one (``0.02``, ``"(640, 800)"``, ``True``), else kept as strings.
+
+    Raises:
+        UserError: an odd number of items, an unknown key (with the nearest valid one), a
+            value of the wrong type or outside ``CHOICES``.
     """
     opts = list(opts)
     if len(opts) % 2:
@@ -119,6 +127,9 @@ def merge_dict(cfg: _FvcoreCfgNode, data: dict, *, source: str) -> None:
         cfg: unfrozen config to change.
         data: nested dict of key -> value.
         source: where ``data`` came from, for error messages (a file path).
+
+    Raises:
+        UserError: as :func:`merge_opts`, naming ``source``.
     """
     _merge_node(cfg, cfg, data, prefix="", source=source)
 
@@ -230,7 +241,13 @@ def _nearest_key(full_key: str, keys: list) -> str | None:
 
 
 def all_keys(cfg: _FvcoreCfgNode, prefix: str = "", *, groups: bool = True) -> Iterable[str]:
-    """Every full key name in ``cfg`` (``"SOLVER.BASE_LR"``), groups included unless disabled."""
+    """Every full key name in ``cfg`` (``"SOLVER.BASE_LR"``), in tree order.
+
+    Args:
+        cfg: any fvcore/Detectron2 CfgNode.
+        prefix: prepended to every name (used by the recursion).
+        groups: also yield group names (``"SOLVER"``, ``"SOLVER.AMP"``).
+    """
     for key, value in cfg.items():
         full_key = prefix + key
         if isinstance(value, _FvcoreCfgNode):
@@ -241,8 +258,12 @@ def all_keys(cfg: _FvcoreCfgNode, prefix: str = "", *, groups: bool = True) -> I
             yield full_key
 
 
-def lookup(cfg: Any, full_key: str) -> Any:
-    """The value of a dotted key such as ``"MODEL.RESNETS.DEPTH"`` (any engine's CfgNode)."""
+def lookup(cfg: _FvcoreCfgNode, full_key: str) -> Any:
+    """The value of a dotted key such as ``"MODEL.RESNETS.DEPTH"`` (any engine's CfgNode).
+
+    Raises:
+        KeyError: a part of ``full_key`` that ``cfg`` does not have.
+    """
     node = cfg
     for part in full_key.split("."):
         node = node[part]
@@ -250,5 +271,5 @@ def lookup(cfg: Any, full_key: str) -> Any:
 
 
 def flatten(cfg: _FvcoreCfgNode) -> dict:
-    """``{"SOLVER.BASE_LR": 0.001, ...}`` for every leaf key of ``cfg``."""
+    """``{"SOLVER.BASE_LR": 0.001, ...}`` for every leaf key of ``cfg``, in tree order."""
     return {full_key: lookup(cfg, full_key) for full_key in all_keys(cfg, groups=False)}

@@ -16,12 +16,21 @@ COUNTED_OPS = ("conv", "linear")
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Elements of every parameter of ``model`` (trainable or frozen; buffers not counted)."""
     return sum(p.numel() for p in model.parameters())
 
 
 def count_flops(model: nn.Module, input_size: int = 224,
                 in_channels: int = 3) -> Tuple[float, Dict[str, float]]:
-    """Multiply-adds of one forward pass on a ``input_size`` square image.
+    """Multiply-adds of one forward pass on one ``input_size`` x ``input_size`` image.
+
+    Counted as the paper's Table 1 counts FLOPs: convolutions and fc layers only (fvcore's
+    count, one per multiply-add). The model is traced in ``eval()`` mode and put back as it was.
+
+    Args:
+        model: a classifier or backbone taking (1, ``in_channels``, H, W).
+        input_size: image side in pixels (224 for Table 1).
+        in_channels: image channels.
 
     Returns:
         The total, and the count of each top-level child module (stem, res2.., fc; VGG layers).

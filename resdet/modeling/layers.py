@@ -42,6 +42,14 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_var", torch.ones(num_features) - eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - running_mean) / sqrt(running_var + eps) * weight + bias`` per channel.
+
+        Args:
+            x: (N, num_features, H, W).
+
+        Returns:
+            A tensor of ``x``'s shape and dtype.
+        """
         if not x.requires_grad:
             # One fused kernel, and the same rounding as Detectron2's layer in inference.
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
@@ -56,11 +64,16 @@ class FrozenBatchNorm2d(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
+        """``"<num_features>, eps=<eps>"`` for ``repr(module)``."""
         return f"{self.num_features}, eps={self.eps}"
 
     @classmethod
     def convert_frozen_batchnorm(cls, module: nn.Module) -> nn.Module:
-        """Return ``module`` with every BatchNorm (and SyncBatchNorm) replaced by a frozen copy."""
+        """Return ``module`` with every BatchNorm (and SyncBatchNorm) replaced by a frozen copy.
+
+        The statistics and affine parameters are copied; a BatchNorm ``module`` itself is
+        returned as a new FrozenBatchNorm2d, a container is changed in place and returned.
+        """
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             frozen = cls(module.num_features, module.eps)
             if module.affine:
@@ -85,7 +98,16 @@ def freeze_(module: nn.Module) -> nn.Module:
 
 
 def get_norm(norm: Optional[str], channels: int) -> Optional[nn.Module]:
-    """The norm layer named ``norm`` for ``channels`` channels, or None when ``norm`` is empty."""
+    """The norm layer named ``norm`` for ``channels`` channels, or None when ``norm`` is empty.
+
+    Args:
+        norm: one of ``NORMS`` ("BN" after every conv is the paper's, Sec. 3.4; "FrozenBN" its
+            detection setting, Appendix A; "GN" Wu & He 2018; "SyncBN"), or None / "".
+        channels: channels of the conv output it normalises.
+
+    Raises:
+        UserError: ``norm`` is not one of ``NORMS``.
+    """
     if not norm:
         return None
     if norm == "BN":
@@ -112,6 +134,7 @@ class Conv2d(nn.Conv2d):
         self.norm = norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv, then ``norm`` when there is one: (N, C_in, H, W) -> (N, C_out, H', W')."""
         x = super().forward(x)
         if self.norm is not None:
             x = self.norm(x)
@@ -125,7 +148,10 @@ def conv_norm(
     stride: int = 1,
     norm: Optional[str] = "BN",
 ) -> Conv2d:
-    """A bias-free ``kernel_size`` conv with "same" padding followed by ``norm``."""
+    """A ``kernel_size`` conv with "same" padding followed by ``norm`` (bias only without norm).
+
+    Output side: input side / ``stride``, rounded up. Raises UserError for an unknown ``norm``.
+    """
     return Conv2d(
         in_channels,
         out_channels,
@@ -138,7 +164,16 @@ def conv_norm(
 
 
 def zero_pad_shortcut(x: torch.Tensor, out_channels: int, stride: int) -> torch.Tensor:
-    """Option A shortcut (Sec. 3.3): identity, subsampled by ``stride``, channels zero-padded."""
+    """Option A shortcut (Sec. 3.3): identity, subsampled by ``stride``, channels zero-padded.
+
+    Args:
+        x: (N, C, H, W).
+        out_channels: channels of the result (>= C).
+        stride: spatial subsampling (every ``stride``-th pixel, as the paper's option A).
+
+    Returns:
+        (N, out_channels, ceil(H / stride), ceil(W / stride)); channels C.. are zeros.
+    """
     if stride > 1:
         x = x[:, :, ::stride, ::stride]
     extra = out_channels - x.shape[1]
