@@ -8,10 +8,10 @@ from resdet.errors import UserError
 from resdet.modeling import (
     ARCHITECTURES,
     FrozenBatchNorm2d,
-    arch_info,
     build_backbone,
     build_classifier,
     build_stage,
+    get_arch,
 )
 from resdet.modeling.complexity import count_flops, count_parameters
 from resdet.modeling.layers import zero_pad_shortcut
@@ -27,8 +27,9 @@ CIFAR_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_9
 
 
 def _input_for(name):
-    return torch.randn(2, 3, 32, 32) if arch_info(name)["family"] == "cifar" else \
-        torch.randn(2, 3, 64, 64)
+    # The CIFAR nets at their own size; the ImageNet ones at 64x64 (enough for stride 32).
+    size = min(get_arch(name).input_size, 64)
+    return torch.randn(2, 3, size, size)
 
 
 @pytest.mark.parametrize("depth", IMAGENET_DEPTHS)
@@ -104,8 +105,8 @@ def test_cifar_resnet1202_builds_with_the_paper_layout():
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "plain34", "cifar_resnet20", "vgg16"])
 def test_backbone_reports_true_shapes(name):
-    info = arch_info(name)
-    features = ("conv4_3", "conv5_3") if name == "vgg16" else ("stem",) + info["stages"]
+    spec = get_arch(name)
+    features = ("conv4_3", "conv5_3") if name == "vgg16" else ("stem",) + spec.stage_names
     backbone = build_backbone(name, out_features=features)
     x = torch.randn(1, 3, 64, 64)
     outputs = backbone(x)
