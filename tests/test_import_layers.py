@@ -198,3 +198,13 @@ def test_config_and_modeling_import_nothing_above_them():
         if module.startswith("resdet.modeling"):
             assert all(t.startswith(("resdet.modeling", "resdet.config", "resdet.errors"))
                        for t in targets), module
+
+
+def test_config_package_imports_in_one_direction():
+    order = ["resdet.config.choices", "resdet.config.merging", "resdet.config.node",
+             "resdet.config.defaults", "resdet.config.loading"]
+    graph = import_graph()
+    for i, module in enumerate(order):
+        inside = {t for t in graph[module] if t.startswith("resdet.config")}
+        assert inside <= set(order[:i]), module
+        assert graph[module] - inside <= {"resdet.errors"}, module
