@@ -11,8 +11,8 @@ caller.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
 
 from torch import nn
 
@@ -52,7 +52,6 @@ class ArchSpec:
         input_size: the side, in pixels, of the square training crop (224 ImageNet, 32 CIFAR).
         num_classes: classes of the dataset the paper trains it on (1000 or 10).
         options: the keyword options its builder accepts; any other is an error naming it.
-        info: anything else a caller may want to read (free-form, not used by builders).
     """
 
     name: str
@@ -70,7 +69,6 @@ class ArchSpec:
     input_size: int = 224
     num_classes: int = 1000
     options: Tuple[str, ...] = ("norm", "freeze_at")
-    info: Dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         count = len(self.stage_names)

@@ -388,6 +388,7 @@ def _stages_needed(spec: ArchSpec, out_features: Optional[Sequence[str]]) -> Lis
 # The table. ImageNet: Table 1 (blocks per stage; widths 64..512, x4 for bottleneck blocks).
 # CIFAR-10: 6n+2 layers, n blocks per stage on maps of 32, 16, 8 with 16, 32, 64 filters
 # (Sec. 4.2). Default shortcuts: B for ImageNet (Sec. 3.3, Table 3), A for CIFAR (Sec. 4.2).
+# Stage strides default to 1, 2, 2, ...: res2 follows the stem's max pool, so it keeps stride 1.
 # --------------------------------------------------------------------------------------------
 IMAGENET_STAGES = ("res2", "res3", "res4", "res5")
 CIFAR_STAGES = ("res2", "res3", "res4")
