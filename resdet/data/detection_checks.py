@@ -169,6 +169,10 @@ def check_dataset(name: str, *, decode: bool = True) -> ProblemLog:
         # Loading names a missing folder or label file; then every image is opened.
         log = ProblemLog(meta.get("root") or name, max_warnings=0)
         dicts = catalog.get_dataset_dicts(name)
+        from resdet.data.classification import folder_dataset_problems
+
+        for problem in folder_dataset_problems(name):  # AppleDouble files, skipped in training
+            log.add(problem)
         classes = catalog.get_metadata(name).get("classes") or []  # generated sets exist now
         used = {d["label"] for d in dicts}
         for i, cls in enumerate(classes):

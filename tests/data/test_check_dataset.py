@@ -111,11 +111,15 @@ def test_check_imagenet_folders_and_flat_val(tmp_path):
     bad = tmp_path / "imagenet" / "train" / "n01440765" / "n01440765_0001.JPEG"
     bad.write_bytes(bad.read_bytes()[:100])
     out = _check("imagenet_train", tmp_path)
+    # an empty class folder is an error, as in torchvision's ImageFolder (issue 17)
+    assert out.returncode == 2 and "1 class folder(s) hold no images: " in out.stderr
+    assert "n09999999" in out.stderr
+    os.rmdir(tmp_path / "imagenet" / "train" / "n09999999")
+    out = _check("imagenet_train", tmp_path)
     assert out.returncode == 1, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 2 and "n01440765_0001.JPEG is a truncated JPEG" in lines[0]
-    assert lines[1] == ("imagenet_train: 1 problem(s) in 6 images, 4 classes; "
-                        "1 class(es) without images")
+    assert lines[1] == "imagenet_train: 1 problem(s) in 6 images, 3 classes"
 
     import shutil
 
