@@ -7,8 +7,9 @@ imagenet_train           imagenet/train/<wnid>/*.JPEG
 imagenet_val             imagenet/val/<wnid>/*.JPEG (sorted into class folders), or the official
                          flat imagenet/val/ILSVRC2012_val_*.JPEG with imagenet/LOC_val_solution.csv
                          or the devkit imagenet/ILSVRC2012_devkit_t12{.tar.gz,/}
-cifar10_train            cifar10/cifar-10-batches-py/data_batch_1..5
-cifar10_test             cifar10/cifar-10-batches-py/test_batch
+cifar10_train            cifar10/cifar-10-batches-py/data_batch_1..5 (or cifar-10-batches-py/
+                         directly under the root, where torchvision extracts it)
+cifar10_test             cifar10/cifar-10-batches-py/test_batch (or cifar-10-batches-py/)
 synthetic_imagenet       synthetic_imagenet/train/<class>/*.JPEG (generated on first use)
 synthetic_imagenet_val   synthetic_imagenet/val/<class>/*.JPEG
 =======================  ===========================================================================
@@ -427,10 +428,10 @@ def _load_cifar(name: str) -> List[dict]:
 
 
 def _cifar_metadata(name: str) -> Dict[str, Any]:
-    from resdet.data.cls_cifar import CIFAR10_SUBDIR
+    from resdet.data.cls_cifar import cifar10_folder
 
     return {"name": name, "evaluator_type": "classification", "classes": list(CIFAR10_CLASSES),
-            "root": os.path.join(dataset_root(), CIFAR10_SUBDIR)}
+            "root": cifar10_folder(dataset_root())}
 
 
 def held_out_split(records: Sequence[dict], val_size: int, seed: int = 0

@@ -35,13 +35,16 @@ def make_imagenet_folders(root: str, classes: int = 3, per_class: int = 6, val_p
     return os.path.join(root, "imagenet")
 
 
-def make_cifar_batches(root: str, per_batch: int = 8, test: int = 10) -> str:
-    """``root/cifar10/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``."""
+def make_cifar_batches(root: str, per_batch: int = 8, test: int = 10,
+                       torchvision_layout: bool = False) -> str:
+    """``root/cifar10/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``, or with
+    ``torchvision_layout`` ``root/cifar-10-batches-py/...`` (where torchvision extracts it)."""
     import pickle
 
     from resdet.data.cls_cifar import CIFAR10_CLASSES, write_cifar_batch
 
-    folder = os.path.join(root, "cifar10", "cifar-10-batches-py")
+    folder = os.path.join(root, *([] if torchvision_layout else ["cifar10"]),
+                          "cifar-10-batches-py")
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(1)
     for b in range(1, 6):
