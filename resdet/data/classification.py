@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv as csv_module
 import functools
+import importlib.resources
 import logging
 import os
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -392,6 +393,24 @@ def _load_flat_imagenet_val(folder: str) -> List[dict]:
     return records
 
 
+IMAGENET1K_WNIDS_FILE = "imagenet1k_wnids.txt"
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet1k_wnids() -> Tuple[str, ...]:
+    """ImageNet-1k's 1000 WordNet ids, sorted: what output i of torchvision's and timm's
+    ImageNet-1k classifiers stands for (the class-folder order of ImageNet's train set).
+
+    Shipped as package data (``resdet/data/imagenet1k_wnids.txt``, copied from timm's
+    ``timm/data/_info/imagenet_synsets.txt``; its header names the origin).
+    """
+    text = importlib.resources.files("resdet.data").joinpath(IMAGENET1K_WNIDS_FILE).read_text()
+    ids = tuple(line.strip() for line in text.splitlines()
+                if line.strip() and not line.startswith("#"))
+    assert len(ids) == 1000 and list(ids) == sorted(set(ids)), "damaged " + IMAGENET1K_WNIDS_FILE
+    return ids
+
+
 def align_labels(records: Sequence[dict], classes: Sequence[str], reference: Sequence[str],
                  name: str, reference_name: str) -> List[dict]:
     """Relabel a test set so its labels index the training set's classes, matched by name.
@@ -402,11 +421,12 @@ def align_labels(records: Sequence[dict], classes: Sequence[str], reference: Seq
     Args:
         records: the test set's records, labels indexing ``classes``.
         classes: the test set's class names.
-        reference: the training classes (the model's output order).
-        name, reference_name: dataset names for the message.
+        reference: the model's classes in its output order (the training set's, or those
+            the weights stand for, e.g. :func:`imagenet1k_wnids`).
+        name, reference_name: the test set's name and what ``reference`` is, for the message.
 
     Raises:
-        UserError: the test set has images of classes the training set does not have.
+        UserError: the test set has images of classes that ``reference`` does not have.
     """
     if list(classes) == list(reference):
         return list(records)
@@ -416,8 +436,9 @@ def align_labels(records: Sequence[dict], classes: Sequence[str], reference: Seq
     if unknown:
         raise UserError(f"Dataset {name} has images of {len(unknown)} classes that "
                         f"{reference_name} does not have ({', '.join(unknown[:5])}"
-                        f"{', ...' if len(unknown) > 5 else ''}); a test set's classes must be "
-                        "among the training classes (they are matched by folder name).")
+                        f"{', ...' if len(unknown) > 5 else ''}), so the model cannot name them; "
+                        "evaluate on classes among the model's (matched by class folder name, "
+                        "e.g. WordNet id).")
     return [dict(r, label=index[classes[r["label"]]]) for r in records]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import List
+from typing import List, Sequence
 
 import numpy as np
 
@@ -18,14 +18,15 @@ def _pattern(k: int, i: int, size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_imagenet_folders(root: str, classes: int = 3, per_class: int = 6, val_per_class: int = 2,
-                          size: int = 40, wnid: bool = True) -> str:
-    """``root/imagenet/{train,val}/<wnid>/*.JPEG`` as ImageNet's class-folder layout."""
+                          size: int = 40, wnid: bool = True, names: Sequence[str] = ()) -> str:
+    """``root/imagenet/{train,val}/<wnid>/*.JPEG`` as ImageNet's class-folder layout (folder
+    names: ``names``, else made-up WordNet-style ids, or ``class<k>`` without ``wnid``)."""
     import cv2
 
     rng = np.random.default_rng(0)
     for split, n in (("train", per_class), ("val", val_per_class)):
         for k in range(classes):
-            name = f"n{1440764 + k:08d}" if wnid else f"class{k}"
+            name = names[k] if names else f"n{1440764 + k:08d}" if wnid else f"class{k}"
             folder = os.path.join(root, "imagenet", split, name)
             os.makedirs(folder, exist_ok=True)
             for i in range(n):
