@@ -17,6 +17,7 @@ from resdet.data.classification import (
     scan_class_folders,
 )
 from resdet.errors import UserError
+from tests.pretrain.tiny_cls_data import make_b22_folders
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -222,19 +223,6 @@ def test_unreadable_class_folder(tmp_path):
         os.chmod(os.path.join(d, "n02"), 0o755)
 
 
-def _make_b22(root):
-    """The handed case b22: ImageNet-style train/val with an empty .ipynb_checkpoints folder."""
-    from PIL import Image
-
-    for split, n in (("train", 2), ("val", 1)):
-        for ci, c in enumerate(["n01", "n02", "n03"]):
-            for i in range(n):
-                p = os.path.join(root, "imagenet", split, c, f"{c}_{i}.JPEG")
-                os.makedirs(os.path.dirname(p), exist_ok=True)
-                Image.new("RGB", (12, 10), (60 * ci, 0, 0)).save(p)
-        os.makedirs(os.path.join(root, "imagenet", split, ".ipynb_checkpoints"))
-
-
 def _check_py(name, capsys):
     """datasets/check.py's main in this process: (exit code, stdout lines)."""
     spec = importlib.util.spec_from_file_location("check_py", os.path.join(ROOT, "datasets",
@@ -249,7 +237,7 @@ def _check_py(name, capsys):
 def test_b22_hidden_class_folder(tmp_path, monkeypatch, capsys, caplog):
     """Case b22: the hidden folder is not class 0; three classes, labels by n01, n02, n03."""
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
-    _make_b22(str(tmp_path))
+    make_b22_folders(str(tmp_path))
     assert get_metadata("imagenet_train")["classes"] == ["n01", "n02", "n03"]
     recs = get_dataset_dicts("imagenet_train")
     assert [(os.path.basename(r["file_name"]), r["label"]) for r in recs] == [

@@ -114,3 +114,16 @@ def make_flat_imagenet_val(root: str, wnids: List[str], labels: str = "csv",
             tar.add(devkit, arcname="ILSVRC2012_devkit_t12")
         shutil.rmtree(devkit)
     return stems
+
+
+def make_b22_folders(root: str) -> None:
+    """The handed case b22: ImageNet-style train/val with an empty .ipynb_checkpoints folder."""
+    from PIL import Image
+
+    for split, n in (("train", 2), ("val", 1)):
+        for ci, c in enumerate(["n01", "n02", "n03"]):
+            for i in range(n):
+                p = os.path.join(root, "imagenet", split, c, f"{c}_{i}.JPEG")
+                os.makedirs(os.path.dirname(p), exist_ok=True)
+                Image.new("RGB", (12, 10), (60 * ci, 0, 0)).save(p)
+        os.makedirs(os.path.join(root, "imagenet", split, ".ipynb_checkpoints"))
