@@ -14,9 +14,13 @@ synthetic_imagenet       synthetic_imagenet/train/<class>/*.JPEG (generated on f
 synthetic_imagenet_val   synthetic_imagenet/val/<class>/*.JPEG
 =======================  ===========================================================================
 
-Class index = position of the class folder (WordNet id) in sorted order (as torchvision's
-ImageFolder and fb.resnet.torch). A test set is matched to the training set by class name
-(:func:`align_labels`), so a val folder that lacks some classes is still labelled right.
+Class folders are listed by torchvision ``ImageFolder``'s rules (:func:`list_class_folders`):
+class index = position of the class folder (WordNet id) in sorted order (as ImageFolder and
+fb.resnet.torch), images at any depth below it. Hidden folders are not classes, macOS ``._*``
+files are not images, and a class folder without images is an error. A test set is matched to the
+model's classes by name (:func:`align_labels`): the training set's, or those the weights stand for
+(:func:`imagenet1k_wnids` for torchvision/timm ImageNet-1k weights), so a val folder holding some
+of the classes is still labelled right.
 Records: ``{"file_name", "label", "image_id"}`` for folders,
 ``{"image" (32x32x3 uint8 RGB), "label", "image_id"}`` for CIFAR. Metadata carries
 ``evaluator_type`` "classification" and ``classes``.
