@@ -74,10 +74,10 @@ def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] =
 class ClassificationEvaluator:
     """Counts top-k hits; :meth:`evaluate` sums over processes and returns errors in percent.
 
-    By default a row's label competes with all of the model's outputs (as timm's ``validate.py``
-    scores ImageNet-A/R with a 1000-class model). With ``class_subset`` only those outputs count
-    and labels are their positions in it (timm's ``--valid-labels``), e.g. a val set holding 200
-    of the model's 1000 classes.
+    By default a row's label competes with all of the model's outputs (timm's ``validate.py``
+    default, e.g. a 1000-class model on ImageNet-A/R's 200 classes). With ``class_subset`` only
+    those outputs count and labels are their positions in it (what timm's ``--valid-labels``
+    does), e.g. for a val set holding 200 of the model's 1000 classes.
 
     Args:
         ks: which top-k errors to report (default top-1 and top-5, as the paper's tables).

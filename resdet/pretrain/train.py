@@ -310,8 +310,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument(
         "--class-subset", action="store_true",
         help="score each test set over the model outputs of its own classes only (e.g. a val "
-             "set with 200 of ImageNet's 1000 classes); default: over all outputs, as timm's "
-             "validate.py scores ImageNet-A/R")
+             "set with 200 of ImageNet's 1000 classes), as timm validate.py's --valid-labels; "
+             "default: over all of the model's outputs, as timm's default")
     args = parser.parse_args(argv)
     if not args.config_file:
         raise UserError("--config is required, e.g. --config configs/pretrain/quickstart.yaml.")
