@@ -83,7 +83,11 @@ def _is_hidden(name: str) -> bool:
 def _class_folder_names(folder: str) -> Tuple[List[str], List[str]]:
     """(classes, hidden folders): the sub-folders of ``folder`` as ImageFolder's
     ``find_classes`` takes them (symlinks to folders count), hidden ones set apart."""
-    names = sorted(e.name for e in os.scandir(folder) if e.is_dir())
+    try:
+        names = sorted(e.name for e in os.scandir(folder) if e.is_dir())
+    except OSError as e:  # ImageFolder lets PermissionError through
+        raise UserError(f"Cannot list the dataset folder {folder} ({e.strerror or e}); check "
+                        "its permissions.") from None
     return [n for n in names if not _is_hidden(n)], [n for n in names if _is_hidden(n)]
 
 

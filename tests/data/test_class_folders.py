@@ -271,3 +271,20 @@ def test_check_py_names_appledouble_files_and_empty_classes(tmp_path, monkeypatc
         f"Dataset imagenet_train: 1 class folder(s) hold no images: "
         f"{os.path.join(train, 'n03')}; torchvision's ImageFolder refuses empty classes too, so "
         f"add images ({', '.join(IMAGE_EXTENSIONS)}) or remove the folder(s).")
+
+
+def test_unlistable_split_folder_is_one_sentence(tmp_path, monkeypatch):
+    d = str(tmp_path / "train")
+    _tree(d, ["n01/a.jpg"])
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.path.abspath(path) == d:
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(UserError) as e:
+        list_class_folders(d, "t")
+    assert str(e.value) == (f"Cannot list the dataset folder {d} (Permission denied); check its "
+                            "permissions.")
