@@ -295,6 +295,9 @@ def _detection_opts(ctx: Context, out_dir: str, iters: int) -> List[str]:
     big = ctx.device == "cuda" and not ctx.quick
     opts = {
         "OUTPUT_DIR": out_dir, "MODEL.DEVICE": ctx.device, "MODEL.WEIGHTS": "",
+        # From random weights: trainable BN (the paper's frozen BN needs ImageNet statistics,
+        # and a 101-layer net without them overflows in a few steps).
+        "MODEL.RESNETS.NORM": "BN",
         "MODEL.ROI_HEADS.NUM_CLASSES": "3",
         "DATASETS.TRAIN": "('shapes_train',)", "DATASETS.TEST": "('shapes_val',)",
         "DATALOADER.NUM_WORKERS": "4" if big else "0",
