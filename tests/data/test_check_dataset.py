@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from resdet.data import read_image
-from resdet.data.tiny_datasets import make_tiny_coco, make_tiny_voc
+from tests.tiny_datasets import make_tiny_coco, make_tiny_voc
 from resdet.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

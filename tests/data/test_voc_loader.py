@@ -6,7 +6,7 @@ import os
 import pytest
 
 from resdet.data import get_dataset_dicts, get_metadata
-from resdet.data.tiny_datasets import make_tiny_voc, voc_xml
+from tests.tiny_datasets import make_tiny_voc, voc_xml
 from resdet.data.voc import VOC_CLASSES
 from resdet.errors import UserError
 
