@@ -125,11 +125,12 @@ def as_mapped_image(sample: Dict[str, Any]) -> MappedImage:
                        inst.gt_classes.numpy().astype(np.int64))
 
 
-def training_samples_once(cfg) -> Iterator[MappedImage]:
+def training_samples_once(cfg, dicts: Optional[List[dict]] = None) -> Iterator[MappedImage]:
     """Each training record once, in dataset order, through this engine's training loader
     (Detectron2's ``build_detection_train_loader`` with a one-pass sequential sampler, one image
-    per batch, no workers); skipped images are left out. For ``tools/visualize_data.py``."""
-    dicts = training_dicts(cfg)
+    per batch, no workers); skipped images are left out. For ``tools/visualize_data.py``;
+    ``dicts``: :func:`training_dicts` if not given."""
+    dicts = training_dicts(cfg) if dicts is None else dicts
     once = ToIterableDataset(DatasetFromList(dicts, copy=False),
                              torch.utils.data.SequentialSampler(range(len(dicts))))
     loader = build_detection_train_loader(dataset=once, mapper=SkippingDatasetMapper(cfg),

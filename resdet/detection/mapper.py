@@ -58,6 +58,8 @@ class MappedImage:
         boxes: float32 ``[N, 4]`` XYXY in ``image``'s pixels (non-crowd, clipped, with area).
         classes: int64 ``[N]`` contiguous class ids.
         flipped: "horizontal", "vertical" or "" (not flipped).
+        crowd: bool ``[N]`` crowd flags where crowd boxes are kept (drawing the annotations as
+            loaded); None where they are left out (what the network is fed).
     """
 
     record: dict
@@ -65,6 +67,7 @@ class MappedImage:
     boxes: np.ndarray
     classes: np.ndarray
     flipped: str = ""
+    crowd: Optional[np.ndarray] = None
 
 
 class DetectionMapper:

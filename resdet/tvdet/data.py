@@ -21,14 +21,15 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from resdet.data import filter_empty_annotations, get_dataset_dicts
 from resdet.data.annotations import record_boxes
-from resdet.detection.mapper import FLIPS, DetectionMapper
+from resdet.detection.mapper import FLIPS, DetectionMapper, MappedImage
 from resdet.engine import InferenceSampler, InfiniteSampler, comm, per_process_batch
 from resdet.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["FLIPS", "TrainMapper", "TrainStream", "build_test_loader", "build_train_loader",
-           "inference_on_dataset", "record_boxes", "training_dicts"]
+           "dataset_dicts",
+           "inference_on_dataset", "record_boxes", "training_dicts", "training_samples_once"]
 
 
 class TrainMapper:
@@ -125,6 +126,11 @@ def _one_sentence(loader: DataLoader) -> Iterator[Any]:
         yield batch
 
 
+def dataset_dicts(name: str, *, strict: bool = False) -> List[dict]:
+    """Records of ``name`` from resdet's catalog (the same call as on the Detectron2 engine)."""
+    return get_dataset_dicts(name, strict=strict)
+
+
 def training_dicts(cfg) -> List[dict]:
     """Records of all ``DATASETS.TRAIN`` (images without boxes removed per
     ``DATALOADER.FILTER_EMPTY_ANNOTATIONS``)."""
@@ -133,12 +139,29 @@ def training_dicts(cfg) -> List[dict]:
     strict = not cfg.DATALOADER.SKIP_BAD_SAMPLES
     dicts: List[dict] = []
     for name in cfg.DATASETS.TRAIN:
-        dicts.extend(get_dataset_dicts(name, strict=strict))
+        dicts.extend(dataset_dicts(name, strict=strict))
     if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
         dicts = filter_empty_annotations(dicts, "+".join(cfg.DATASETS.TRAIN))
     if not dicts:
         raise UserError(f"DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)} has no usable images.")
     return dicts
+
+
+def training_samples_once(cfg, dicts: Optional[List[dict]] = None) -> Iterator[MappedImage]:
+    """Each training record once, in dataset order, as this engine's training loader maps it
+    (the stream's seed 0, each record's position its index); skipped images are left out. For
+    ``tools/visualize_data.py``; ``dicts``: :func:`training_dicts` if not given."""
+    dicts = training_dicts(cfg) if dicts is None else dicts
+    inp = cfg.INPUT
+    mapper = TrainMapper(inp.MIN_SIZE_TRAIN, inp.MAX_SIZE_TRAIN, inp.MIN_SIZE_TRAIN_SAMPLING,
+                         inp.RANDOM_FLIP, inp.FORMAT, cfg.DATALOADER.SKIP_BAD_SAMPLES, seed=0)
+    for position, record in enumerate(dicts):
+        sample = mapper(record, position)
+        if sample is None:
+            continue
+        target = sample["target"]
+        yield MappedImage(record, sample["image"].numpy().transpose(1, 2, 0),
+                          target["boxes"].numpy(), target["labels"].numpy())
 
 
 def build_train_loader(cfg, start_iter: int = 0, *, seed: int = 0,
