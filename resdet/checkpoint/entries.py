@@ -52,7 +52,7 @@ class Entry:
         weights: name -> value (tensors, numpy arrays, maybe other values).
         entry: the key of ``weights`` in the file (``"model"``, ``"state_dict_ema"``), or None
             when the file is the state dict itself.
-        trainer: who wrote the file, in words (for the log).
+        trainer: what the file is, in words (for the log): "a timm train.py checkpoint".
         note: why this entry was chosen over another one the file also holds ("" if none).
         others: the file's other top-level keys (optimizer, args, ...), not used.
     """
@@ -124,34 +124,34 @@ def select_entry(obj: Any, source: str, entry: str | None = None) -> Entry:
         if not _weights_dict(obj, entry):
             raise UserError(f"{source} has no entry '{entry}' holding weights (its entries: "
                             f"{_describe(obj)}); choose one that holds tensors")
-        return _choose(obj, entry, f"entry '{entry}', as requested")
+        return _choose(obj, entry, "a checkpoint")
     if isinstance(obj.get("blobs"), dict):
-        return _choose(obj, "blobs", "Detectron (Caffe2)")
+        return _choose(obj, "blobs", "a Detectron (Caffe2) blobs file")
     if isinstance(obj.get("model"), dict):
         if "__author__" in obj:
-            return _choose(obj, "model", f"a Detectron2 .pkl (from {obj['__author__']})")
+            return _choose(obj, "model", f"a Detectron2 model-zoo .pkl (from {obj['__author__']})")
         if "cfg" in obj or "arch" in obj:
-            return _choose(obj, "model", "resdet")
+            return _choose(obj, "model", "a resdet checkpoint")
         if "args" in obj or "lr_scheduler" in obj or "model_ema" in obj:
-            return _ema(obj, "model", "model_ema", "torchvision's reference scripts")
+            return _ema(obj, "model", "model_ema", "a torchvision reference-script checkpoint")
         if {"optimizer", "scheduler", "iteration", "trainer"} & set(obj):
-            return _choose(obj, "model", "Detectron2 training")
-        return _choose(obj, "model", "a checkpoint with a 'model' entry")
+            return _choose(obj, "model", "a Detectron2 training checkpoint")
+        return _choose(obj, "model", "a checkpoint")
     if _weights_dict(obj, "teacher") and _weights_dict(obj, "student"):
-        return _choose(obj, "teacher", "DINO", note=(
+        return _choose(obj, "teacher", "a DINO checkpoint", note=(
             "DINO's teacher network, which DINO's own evaluation uses (--checkpoint_key "
             "teacher); for the student, convert the file with tools/convert_weights.py "
             "--entry student"))
     if isinstance(obj.get("state_dict"), dict):
         if "pytorch-lightning_version" in obj or "hyper_parameters" in obj or "loops" in obj:
-            return _choose(obj, "state_dict", "PyTorch Lightning")
+            return _choose(obj, "state_dict", "a PyTorch Lightning checkpoint")
         if "meta" in obj:
-            return _choose(obj, "state_dict", "MMPretrain/MMDetection (OpenMMLab)")
+            return _choose(obj, "state_dict", "an MMPretrain/MMDetection (OpenMMLab) checkpoint")
         if "state_dict_ema" in obj or "version" in obj:
-            return _ema(obj, "state_dict", "state_dict_ema", "timm's train.py")
-        return _choose(obj, "state_dict", "a training script (MoCo, SwAV and others)")
+            return _ema(obj, "state_dict", "state_dict_ema", "a timm train.py checkpoint")
+        return _choose(obj, "state_dict", "a training checkpoint (MoCo, SwAV and others)")
     if isinstance(obj.get("model_state"), dict):
-        return _choose(obj, "model_state", "pycls")
+        return _choose(obj, "model_state", "a pycls checkpoint")
     if any(_is_array(v) for v in obj.values()):
         return Entry(weights=obj, entry=None, trainer="a state dict")
     holding = [str(k) for k, v in obj.items() if _count_arrays(v)]

@@ -74,8 +74,9 @@ class ConvertedWeights:
         entry: the file's entry that held the weights (``"model"``, ``"state_dict_ema"``,
             ``"teacher"``), None for a bare state dict.
         prefix: the prefix stripped from the names (``"module.encoder_q."``), "" for none.
-        trainer: who wrote the file, in words.
-        notes: why this entry and prefix were chosen, for the log ("" parts left out).
+        trainer: what the file is, in words ("a timm train.py checkpoint").
+        notes: why this entry and prefix were chosen, for the log.
+        other_entries: the file's other top-level entries (optimizer, args...), not used.
     """
 
     tensors: dict[str, torch.Tensor]
@@ -87,6 +88,7 @@ class ConvertedWeights:
     prefix: str = ""
     trainer: str = ""
     notes: list[str] = field(default_factory=list)
+    other_entries: list[str] = field(default_factory=list)
 
     def describe(self, source: str) -> str:
         """One log line: the file, what it is, the entry and prefix used, and why."""
@@ -94,8 +96,10 @@ class ConvertedWeights:
         if self.prefix:
             where += f", names under '{self.prefix}'"
         notes = "".join(f"; {n}" for n in self.notes)
-        return (f"{source}: {self.trainer or 'a'} checkpoint, {self.kind.value}; using {where} "
-                f"({len(self.tensors)} tensors){notes}")
+        others = self.other_entries[:8] + (["..."] if len(self.other_entries) > 8 else [])
+        unused = f"; not used: {', '.join(others)}" if others else ""
+        return (f"{source}: {self.trainer or 'weights'} ({self.kind.value}); using {where} "
+                f"({len(self.tensors)} tensors){notes}{unused}")
 
 
 def to_tensor(value: Any) -> torch.Tensor | None:
@@ -340,10 +344,10 @@ def convert_to_resdet(obj: Any, source: str = "<state dict>", *, entry: str | No
             layout = container
         elif kind is WeightsKind.RESDET:
             # resdet's names are Detectron2's: who wrote the file tells them apart
-            if chosen.trainer.startswith("a Detectron2 .pkl"):
+            if chosen.trainer.startswith("a Detectron2 model-zoo .pkl"):
                 kind = WeightsKind.DETECTRON2_PKL
                 layout = f"Detectron2 .pkl (from {obj.get('__author__')})"
-            elif chosen.trainer == "resdet":
+            elif chosen.trainer == "a resdet checkpoint":
                 layout = kind.value
             elif chosen.entry is None:
                 kind, layout = WeightsKind.DETECTRON2, "resdet/Detectron2 names"
@@ -368,7 +372,7 @@ def convert_to_resdet(obj: Any, source: str = "<state dict>", *, entry: str | No
         _fold_conv_bias_into_bn(out, source_names)
     return ConvertedWeights(tensors=out, source_names=source_names, source_format=layout,
                             ignored=ignored, kind=kind, entry=chosen.entry, prefix=used_prefix,
-                            trainer=chosen.trainer, notes=notes)
+                            trainer=chosen.trainer, notes=notes, other_entries=chosen.others)
 
 
 def _fold_conv_bias_into_bn(tensors: dict[str, torch.Tensor], source_names: dict[str, str]
