@@ -221,8 +221,8 @@ def _anchor_prefixes(names: list[str]) -> dict[str, WeightsKind]:
     return found
 
 
-def _last_component(prefix: str) -> str:
-    return prefix.rstrip(".").rpartition(".")[2]
+def _components(prefix: str) -> list[str]:
+    return prefix.rstrip(".").split(".")
 
 
 def _choose_network(found: dict[str, WeightsKind], source: str, wanted: str | None
@@ -236,7 +236,7 @@ def _choose_network(found: dict[str, WeightsKind], source: str, wanted: str | No
         return wanted, [p for p in found if p != wanted], "as requested"
     if len(found) <= 1:
         return next(iter(found), ""), [], ""
-    candidates = [p for p in found if _last_component(p) not in _OTHER_NETWORK] or list(found)
+    candidates = [p for p in found if not _OTHER_NETWORK & set(_components(p))] or list(found)
     shortest = min(len(p) for p in candidates)
     best = [p for p in candidates if len(p) == shortest]
     if len(best) > 1:
@@ -244,7 +244,8 @@ def _choose_network(found: dict[str, WeightsKind], source: str, wanted: str | No
         raise UserError(f"{source} holds several networks (under {listed}) and resdet does not "
                         "know which one to use; convert the one you want with "
                         f"tools/convert_weights.py --prefix {best[0]} and use the file it writes")
-    why = _USED_NETWORK.get(_last_component(best[0]), "the outermost network")
+    why = next((_USED_NETWORK[c] for c in _components(best[0]) if c in _USED_NETWORK),
+               "the outermost network")
     return best[0], [p for p in found if p != best[0]], why
 
 
