@@ -12,8 +12,10 @@ networks in one entry (MoCo's query and momentum encoders) is answered here.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +91,13 @@ class ConvertedWeights:
     trainer: str = ""
     notes: list[str] = field(default_factory=list)
     other_entries: list[str] = field(default_factory=list)
+
+    def subset(self, keep: Callable[[str], bool]) -> ConvertedWeights:
+        """The same weights restricted to the resdet names ``keep`` accepts (e.g. a detector's
+        backbone part), to load into part of a model without converting the file again."""
+        tensors = {k: v for k, v in self.tensors.items() if keep(k)}
+        return dataclasses.replace(self, tensors=tensors, source_names={
+            k: v for k, v in self.source_names.items() if k in tensors})
 
     def describe(self, source: str) -> str:
         """One log line: the file, what it is, the entry and prefix used, and why."""
