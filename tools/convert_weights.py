@@ -66,6 +66,7 @@ def main(argv=None) -> None:
     info = arch_info(args.arch)  # unknown names fail here, listing the valid ones
     obj = read_weights_file(resolve_weights(args.src, sha256=args.sha256))
     converted = convert_to_resdet(obj, args.src, entry=args.entry, prefix=args.prefix)
+    logger.info("Read %s", converted.describe(args.src))
     head = "fc8.weight" if info["family"] == "vgg" else "fc.weight"
     options = {"shortcut": args.shortcut} if args.shortcut else {}
     if head in converted.tensors:

@@ -319,8 +319,9 @@ def convert_to_resdet(obj: Any, source: str = "<state dict>", *, entry: str | No
         if others:
             notes.append(f"{why} (the file also holds "
                          + ", ".join(f"'{used_prefix}{p}'" for p in others) + ", not used)")
-            other_keys = [n for n in names if not n.startswith(prefix)
-                          and any(n.startswith(p) for p in others)]
+            # a key belongs to the network with the longest prefix it starts with
+            other_keys = [n for n in names if max((p for p in found if n.startswith(p)),
+                                                  key=len, default=prefix) != prefix]
             for n in other_keys:
                 del tensors[n]
             names = list(tensors)

@@ -251,6 +251,7 @@ def load_weights(
     if purpose not in PURPOSES:
         raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
     if isinstance(weights, ConvertedWeights):
+        # the caller converted (and described) the file once, maybe to load it in parts
         source, converted = source or "<converted weights>", weights
     else:
         if isinstance(weights, (str, Path)):
@@ -259,6 +260,7 @@ def load_weights(
         else:
             source, obj = source or "<state dict>", weights
         converted = convert_to_resdet(obj, source, entry=entry, prefix=prefix)
+        logger.info("Read %s", converted.describe(source))
     if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         model = model.module
     report = LoadReport(source_format=converted.source_format, kind=converted.kind,
@@ -325,7 +327,6 @@ def load_weights(
                         "name or pass complete weights")
 
     model.load_state_dict(new_sd, strict=False)
-    logger.info("Read %s", converted.describe(source))
     _log_report(report, what, converted.ignored, outside, source_prefix)
     report.warn_class_count(source)
     return report
