@@ -371,3 +371,16 @@ def test_non_plain_object_in_options_is_refused_with_a_way_forward(tmp_path):
         "Options, which resdet refuses to run (torch.load weights_only); if you trust the file's "
         "author, load it in Python yourself and re-save only the network's state dict "
         "(torch.save(state_dict, 'weights.pth')), then pass that file")
+
+
+def test_plain_pickle_admits_the_same_option_classes(tmp_path):
+    """The .pkl reader admits what torch.load's allow-list admits: options are data."""
+    import pathlib
+    import pickle
+
+    from resdet.checkpoint import load_plain_pickle
+
+    args = argparse.Namespace(lr=0.1, output_dir=pathlib.PurePosixPath("/runs/a"))
+    with open(tmp_path / "w.pkl", "wb") as f:
+        pickle.dump({"model": {"conv1.weight": torch.zeros(2, 3).numpy()}, "args": args}, f)
+    assert load_plain_pickle(tmp_path / "w.pkl")["args"] == args
