@@ -120,6 +120,9 @@ def select_entry(obj: Any, source: str, entry: str | None = None) -> Entry:
     if not isinstance(obj, dict):
         raise UserError(f"{source} holds a {type(obj).__name__}, not a dict of weights; "
                         "pass a state dict or checkpoint file")
+    if not obj:
+        raise UserError(f"{source} holds no weights (an empty dict); pass the file the "
+                        "training run wrote")
     if entry:
         if not _weights_dict(obj, entry):
             raise UserError(f"{source} has no entry '{entry}' holding weights (its entries: "

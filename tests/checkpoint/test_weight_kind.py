@@ -65,3 +65,12 @@ def test_converted_weights_are_not_converted_again(monkeypatch):
     assert report.kind is WeightsKind.TORCHVISION_RESNET
     classifier = build_classifier("resnet18", stride_in_1x1=False)
     assert load_weights(classifier, converted).missing == []
+
+
+def test_empty_file_is_one_sentence():
+    from resdet.errors import UserError
+
+    with pytest.raises(UserError) as e:
+        convert_to_resdet({}, "x.pth")
+    assert str(e.value) == ("x.pth holds no weights (an empty dict); pass the file the training "
+                            "run wrote")
