@@ -85,7 +85,8 @@ def main(argv=None) -> None:
         save_detectron2_pkl(model, args.out, c4_head=args.c4_head)
     else:
         save_resdet_weights(model, args.out, arch=args.arch, source=args.src)
-    logger.info("Wrote %s (%s layout, %d tensors)", args.out, to, len(model.state_dict()))
+    written = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    logger.info("Wrote %s (%s layout, %d tensors)", args.out, to, len(written))
 
 
 if __name__ == "__main__":
