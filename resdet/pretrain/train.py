@@ -256,7 +256,9 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
         if cfg.MODEL.WEIGHTS:
             from resdet.checkpoint import load_weights
 
-            report = load_weights(model, cfg.MODEL.WEIGHTS, arch=cfg.MODEL.RESDET.ARCH)
+            # nothing trains what the file does not fill when evaluating: refuse such weights
+            report = load_weights(model, cfg.MODEL.WEIGHTS, arch=cfg.MODEL.RESDET.ARCH,
+                                  purpose="evaluate" if args.eval_only else "finetune")
             logger.info("Loaded %d tensors from %s (missing: %d).", len(report.matched),
                         cfg.MODEL.WEIGHTS, len(report.missing))
             if report.source_format.startswith("torchvision"):
