@@ -21,7 +21,10 @@ CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "pretrai
 def test_eval_only_refuses_weights_for_another_class_count(tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
     monkeypatch.setenv("RESDET_PROGRESS", "0")
-    make_imagenet_folders(str(tmp_path / "datasets"), classes=3, per_class=1, val_per_class=1)
+    # Real ImageNet-1k ids, so that the val classes map onto the 1000 outputs (issue 17) and the
+    # refusal is about the weights' shapes alone
+    make_imagenet_folders(str(tmp_path / "datasets"), classes=3, per_class=1, val_per_class=1,
+                          names=("n01440764", "n01443537", "n01484850"))
     weights = str(tmp_path / "tv_resnet18.pth")
     # 1000 classes; the config's shortcut A has no place for its 18 projection tensors
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
