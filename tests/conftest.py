@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -7,6 +8,9 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+# Parsed-annotation cache (resdet.data.cache) in a folder of this test session, not the user's.
+os.environ.setdefault("RESDET_CACHE_DIR", tempfile.mkdtemp(prefix="resdet-test-cache-"))
 
 # Tests are small; more threads only fight each other on a 2-core CI machine.
 torch.set_num_threads(1)

@@ -15,7 +15,8 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from resdet.data.detection_checks import ProblemLog, box_problem
+from resdet.data.cache import cache_coco_json
+from resdet.data.detection_checks import BOX_BORDER_SLACK, ProblemLog, box_problem
 from resdet.errors import UserError
 
 logger = logging.getLogger("resdet.data")
@@ -28,10 +29,18 @@ def read_json(path: str) -> Any:
     """Parse a JSON file; a syntax error becomes a :class:`UserError` naming the file and line."""
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read())
+            text = f.read()
     except FileNotFoundError:
         raise UserError(f"{path} does not exist; see datasets/README.md for the expected layout.") \
             from None
+    try:  # orjson parses COCO-train's 470 MB several times faster (issue 13)
+        import orjson
+
+        return orjson.loads(text)
+    except (ImportError, ValueError):  # not installed, or an error: json says where, as before
+        pass
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(
             f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
@@ -52,6 +61,7 @@ def coco_categories(data: dict, json_file: str) -> List[dict]:
     return sorted(cats, key=lambda c: c["id"])
 
 
+@cache_coco_json  # parsed once per machine while the file is unchanged (resdet.data.cache)
 def load_coco_json(
     json_file: str,
     image_root: str,
@@ -144,11 +154,16 @@ def load_coco_json(
             log.add(f"{where} (image {record['file_name']}) has no valid 'bbox' [x, y, w, h]")
             continue
         try:
-            x, y, w, h = (float(v) for v in bbox)
+            x, y, w, h = map(float, bbox)
         except (TypeError, ValueError):
             log.add(f"{where} (image {record['file_name']}) has non-numeric bbox {bbox}")
             continue
-        why = box_problem((x, y, x + w, y + h), record["width"], record["height"])
+        x1, y1 = x + w, y + h
+        # box_problem's checks, inlined for the common good box (COCO-train has 860k boxes).
+        good = (x1 - x > 0 and y1 - y > 0 and x >= -BOX_BORDER_SLACK and y >= -BOX_BORDER_SLACK
+                and x1 <= record["width"] + BOX_BORDER_SLACK
+                and y1 <= record["height"] + BOX_BORDER_SLACK)
+        why = "" if good else box_problem((x, y, x1, y1), record["width"], record["height"])
         if why:
             log.add(f"{where} (image {record['file_name']}) {why}")
             continue
