@@ -100,39 +100,31 @@ def filter_empty_annotations(dataset_dicts: List[dict], name: str = "") -> List[
 
 
 def check_images(dataset_dicts: List[dict], log: ProblemLog, *, decode: bool = True,
-                 workers: int = 0) -> None:
+                 workers: int = 0, progress: bool = True) -> None:
     """Open every image eagerly: missing, unreadable or truncated files, and sizes that differ
     from the annotation's, are added to ``log``.
 
     Args:
         decode: decode the pixels (finds truncated files); ``False`` reads only the headers.
-        workers: threads (0: one per CPU); OpenCV and PIL release the GIL while decoding.
+        workers: processes (0: one per CPU; see :mod:`resdet.data.parallel_checks`).
+        progress: a progress bar with ETA on the terminal.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    from resdet.data.parallel_checks import image_problems
 
-    from resdet.data.image_io import image_size, read_image
-
-    def one(d: dict) -> str:
-        try:
-            if decode:
-                h, w = read_image(d["file_name"]).shape[:2]
-            else:
-                h, w = image_size(d["file_name"])
-        except UserError as e:
-            return str(e).split(";")[0]
-        if "height" in d and (h, w) != (d["height"], d["width"]):
-            return (f"Image {d['file_name']} is {w}x{h} but its annotation says "
-                    f"{d['width']}x{d['height']}")
-        return ""
-
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        for msg in pool.map(one, dataset_dicts):
-            if msg:
-                log.add(msg)
+    for msg in image_problems(dataset_dicts, decode=decode, workers=workers, progress=progress):
+        if msg:
+            log.add(msg)
 
 
-def check_dataset(name: str, *, decode: bool = True) -> ProblemLog:
+def check_dataset(name: str, *, decode: bool = True, images: bool = True,
+                  workers: int = 0) -> ProblemLog:
     """Validate a builtin dataset eagerly: annotations (or class labels) and every image.
+
+    Args:
+        name: a builtin or registered dataset name.
+        decode: decode every image (else read headers only).
+        images: open the images at all (False: the annotations or labels only, the fast part).
+        workers: processes opening images (0: one per CPU).
 
     Returns:
         The :class:`ProblemLog` with every problem (``.problems``), notes (``.notes``, e.g.
@@ -176,14 +168,17 @@ def check_dataset(name: str, *, decode: bool = True) -> ProblemLog:
                 log.note(f"class {cls} has no images")
         log.num_classes = len(classes) or len(used)
         log.num_images = len(dicts)
-        check_images([d for d in dicts if "file_name" in d], log, decode=decode)  # not CIFAR's
+        if images:  # not CIFAR's (in memory)
+            check_images([d for d in dicts if "file_name" in d], log, decode=decode,
+                         workers=workers)
         log.num_boxes = 0
         return log
     else:
         raise UserError(f"{name} is not a detection or classification dataset (evaluator_type "
                         f"{kind!r}); datasets/check.py validates coco_*, voc_*, shapes_*, "
                         "imagenet_* and cifar10_* datasets.")
-    check_images(dicts, log, decode=decode)
+    if images:
+        check_images(dicts, log, decode=decode, workers=workers)
     log.num_images = len(dicts)
     log.num_boxes = sum(len(d["annotations"]) for d in dicts)
     return log
