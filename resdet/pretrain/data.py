@@ -216,7 +216,7 @@ def build_test_loader(dataset: EvalDataset, *, batch_size: int, num_workers: int
 
 
 def load_records(name: str, *, val_split: int = 0, split_seed: int = 0, part: str = "all"
-                 ) -> List[dict]:
+                 ) -> Sequence[dict]:
     """Records of a classification dataset, optionally its train or held-out part.
 
     Args:
@@ -224,15 +224,19 @@ def load_records(name: str, *, val_split: int = 0, split_seed: int = 0, part: st
         val_split: held-out size (PRETRAIN.VAL_SPLIT); 0 uses everything.
         split_seed: permutation seed of the split.
         part: "all", "train" (without the held-out images) or "heldout".
+
+    Returns:
+        The records, stored compactly (:func:`resdet.data.records.compact_records`): a read-only
+        sequence of dicts that the main process holds in a fraction of a list's memory.
     """
     records = get_dataset_dicts(name)
-    if val_split <= 0 or part == "all":
-        return records
-    train, val = held_out_split(records, val_split, seed=split_seed)
-    return train if part == "train" else val
+    if val_split > 0 and part != "all":
+        train, val = held_out_split(records, val_split, seed=split_seed)
+        records = train if part == "train" else val
+    return compact_records(records)
 
 
-def compute_normalizer(records: List[dict], *, mode: str, crop: int, resize: int,
+def compute_normalizer(records: Sequence[dict], *, mode: str, crop: int, resize: int,
                        max_samples: int, num_workers: int = 0) -> Normalizer:
     """Mean image (``mode`` "pixel") or channel mean/std ("channel") of the training set.
 
