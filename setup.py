@@ -23,7 +23,6 @@ setup(
         "tqdm",
         "matplotlib",
         "pyyaml",
-        "orjson",  # parses COCO-train's 470 MB instances file several times faster than json
         "scipy",  # the ImageNet devkit's meta.mat (flat val layout), as torchvision reads it
     ],
     extras_require={"dev": ["pytest>=7", "pytest-timeout", "ruff>=0.5"]},

@@ -68,9 +68,10 @@ def write_coco_train(path: str, images: int, annotations: int, seed: int = 0) ->
     Returns:
         ``{"images", "annotations", "bytes"}``.
     """
-    import orjson
-
     from resdet.data.catalog import COCO_CATEGORIES
+
+    def dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
 
     rng = np.random.default_rng(seed)
     image_ids = np.sort(rng.choice(600_000, size=images, replace=False)) + 1
@@ -92,7 +93,7 @@ def write_coco_train(path: str, images: int, annotations: int, seed: int = 0) ->
                      for i, h, w in zip(image_ids[start:start + 20000],
                                         heights[start:start + 20000],
                                         widths[start:start + 20000])]
-            f.write((b"," if start else b"") + orjson.dumps(chunk)[1:-1])
+            f.write((b"," if start else b"") + dumps(chunk)[1:-1])
         f.write(b'], "annotations": [')
         for start in range(0, annotations, 20000):
             idx = owner[start:start + 20000]
@@ -119,8 +120,8 @@ def write_coco_train(path: str, images: int, annotations: int, seed: int = 0) ->
                               "bbox": [float(x0[k]), float(y0[k]), float(bw[k]), float(bh[k])],
                               "category_id": int(cat_ids[rng.integers(len(cat_ids))]),
                               "id": start + k + 1})
-            f.write((b"," if start else b"") + orjson.dumps(chunk)[1:-1])
-        f.write(b'], "categories": ' + orjson.dumps(
+            f.write((b"," if start else b"") + dumps(chunk)[1:-1])
+        f.write(b'], "categories": ' + dumps(
             [{"supercategory": "thing", "id": c, "name": nm} for c, nm in COCO_CATEGORIES])
             + b"}")
     return {"images": images, "annotations": annotations, "bytes": os.path.getsize(path)}

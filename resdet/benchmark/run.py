@@ -74,7 +74,7 @@ def _data_scale_benchmark(s: BenchSettings) -> Dict[str, object]:
                 "records_mib": r["records_mib"].get(key, {}).get("mib"),
                 "worker_growth_max_mib": growth}
 
-    ours = side("resdet (compact records, orjson parse, cache)", "resdet")
+    ours = side("resdet (compact records, lean parse, cache)", "resdet")
     ours["coco_cached_load_s"] = r["coco_load"].get("resdet_cached", {}).get("seconds")
     ref = side("Detectron2 (serialised list, load_coco_json)", "detectron2") \
         if r["detectron2"] else None
