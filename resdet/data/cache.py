@@ -196,6 +196,13 @@ def _read(path: str, key: tuple, sources: Tuple[tuple, ...], code: str, what: st
     return True, entry["value"]
 
 
+def _mtime(path: str) -> Optional[int]:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
 def _write(path: str, entry: Dict[str, Any]) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
@@ -230,13 +237,14 @@ def cached_call(kind: str, key: tuple, sources: Callable[[], Sequence[str]],
         return build()
     name = hashlib.sha1(repr((kind, key)).encode()).hexdigest()[:24]
     path = os.path.join(folder, f"{kind}-{name}.pkl")
+    seen = _mtime(path)
     with gc_paused():
         found, value = _read(path, key, stamp(sources()), code, what)
     if found:
         return value
     with gc_paused(), _locked(path + ".lock"):
-        # Another process (another local rank) may have built it while we waited.
-        if os.path.exists(path):
+        # Another process (another local rank) may have written it while we waited.
+        if _mtime(path) not in (None, seen):
             found, value = _read(path, key, stamp(sources()), code, what)
             if found:
                 return value
