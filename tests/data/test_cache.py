@@ -185,3 +185,19 @@ def test_concurrent_processes_parse_once(tmp_path, cache):
         assert pool.map(_build_once, [(marker, str(cache))] * 3) == ["value"] * 3
     with open(marker) as f:
         assert f.read() == "built\n"
+
+
+def test_class_folder_warnings_are_repeated_on_a_cached_listing(tmp_path, monkeypatch, cache,
+                                                                caplog):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    os.makedirs(tmp_path / "imagenet" / "train" / "n01")
+    (tmp_path / "imagenet" / "train" / "n01" / "a.JPEG").write_bytes(b"")
+    (tmp_path / "imagenet" / "train" / "stray.JPEG").write_bytes(b"")
+    caplog.set_level(logging.INFO, logger="resdet")
+    first = get_dataset_dicts("imagenet_train")
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "1 images outside its class folders" in warned[0]
+    caplog.clear()
+    assert get_dataset_dicts("imagenet_train") == first
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == warned
+    assert any("from the cache" in m for m in _messages(caplog))
