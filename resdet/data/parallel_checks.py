@@ -3,51 +3,26 @@
 ``datasets/check.py`` on ImageNet train (1.28M images) or COCO train (118k) spends nearly all its
 time decoding images; one process per core makes that scale with the machine (decoding in
 threads does not: reading headers, checking sizes and formatting messages hold the GIL). Results
-come back in the records' order, so the problem list reads the same at any worker count.
+come back in the records' order, so the problem list reads the same at any worker count. Each
+image gets the same check as training's mappers apply
+(:func:`resdet.data.image_checks.check_record_image`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Sequence, Tuple
 
-from resdet.errors import UserError
-
-Item = Tuple[str, Optional[int], Optional[int]]  # file_name, annotated height, width
 CHUNK = 64  # images per task sent to a worker
+_FIELDS = ("file_name", "height", "width")  # what the image check reads of a record
 
 
-def image_problem(file_name: str, height: Optional[int], width: Optional[int],
-                  decode: bool = True) -> str:
-    """Why an image file is unusable, or ``""``.
+def _check_chunk(args: Tuple[Sequence[dict], bool]) -> List[str]:
+    from resdet.data.image_checks import check_record_image
 
-    Args:
-        file_name: the image.
-        height, width: the size its annotation gives (None: not checked).
-        decode: decode the pixels (finds truncated files); else read the header only.
-
-    Returns:
-        A sentence naming the file (missing, unreadable, truncated, or another size than
-        annotated), or ``""`` when it is fine.
-    """
-    from resdet.data.image_io import image_size, read_image
-
-    try:
-        if decode:
-            h, w = read_image(file_name).shape[:2]
-        else:
-            h, w = image_size(file_name)
-    except UserError as e:
-        return str(e).split(";")[0]
-    if height is not None and (h, w) != (height, width):
-        return f"Image {file_name} is {w}x{h} but its annotation says {width}x{height}"
-    return ""
-
-
-def _check_chunk(args: Tuple[Sequence[Item], bool]) -> List[str]:
-    items, decode = args
-    return [image_problem(f, h, w, decode) for f, h, w in items]
+    records, decode = args
+    return [check_record_image(r, decode=decode) for r in records]
 
 
 def _init_worker() -> None:
@@ -59,14 +34,15 @@ def _init_worker() -> None:
         pass
 
 
-def _chunks(items: Sequence[Item], decode: bool) -> Iterator[Tuple[Sequence[Item], bool]]:
+def _chunks(items: Sequence[dict], decode: bool) -> Iterator[Tuple[Sequence[dict], bool]]:
     for i in range(0, len(items), CHUNK):
         yield items[i:i + CHUNK], decode
 
 
 def image_problems(records: Iterable[dict], *, decode: bool = True, workers: int = 0,
                    progress: bool = True, desc: str = "checking images") -> Iterator[str]:
-    """:func:`image_problem` of every record with a ``file_name``, in the records' order.
+    """:func:`resdet.data.image_checks.check_record_image` of every record with a
+    ``file_name``, in the records' order.
 
     Args:
         records: dataset dicts (``file_name``; ``height``/``width`` when annotated).
@@ -80,8 +56,8 @@ def image_problems(records: Iterable[dict], *, decode: bool = True, workers: int
     """
     from tqdm import tqdm
 
-    items: List[Item] = [(d["file_name"], d.get("height"), d.get("width")) for d in records
-                         if "file_name" in d]
+    # Only the fields the check reads travel to the workers (not the annotations).
+    items = [{k: d[k] for k in _FIELDS if k in d} for d in records if "file_name" in d]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(items), desc=desc, unit="img", disable=None if progress else True,
                mininterval=1.0, smoothing=0.05)

@@ -11,7 +11,7 @@ import pytest
 from resdet.data import get_dataset_dicts
 from resdet.data.cache import cache_dir, cached_call
 from resdet.data.coco import load_coco_json
-from resdet.data.tiny_datasets import make_tiny_coco
+from tests.tiny_datasets import make_tiny_coco
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ def test_processes_find_the_same_problems_in_order(records, monkeypatch, decode)
 
 
 def test_check_tool_annotations_only_opens_no_image(tmp_path):
-    from resdet.data.tiny_datasets import make_tiny_coco
+    from tests.tiny_datasets import make_tiny_coco
 
     make_tiny_coco(str(tmp_path), "val2017", num_images=3)
     os.remove(tmp_path / "coco" / "val2017" / sorted(os.listdir(tmp_path / "coco" / "val2017"))[0])
