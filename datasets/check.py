@@ -5,8 +5,9 @@
     python datasets/check.py voc_2007_trainval [--quick]
     python datasets/check.py imagenet_val
 
-Reads every annotation and opens every image (``--quick``: image headers only, which misses
-truncated files). Prints one line per problem, naming the file and the annotation id or XML
+Reads every annotation and opens every image, in one process per CPU with a progress bar and ETA
+(``--quick``: image headers only, which misses truncated files; ``--annotations-only``: no image
+is opened, the fast part). Prints one line per problem, naming the file and the annotation id or XML
 element, then a summary; exits with 1 if there is any problem, else prints
 ``ok: N images, M boxes`` (classification sets: ``ok: N images, K classes``) and exits with 0.
 Boxes that cross the image border are clipped to it and kept for training, as both engines do:
@@ -28,12 +29,17 @@ def main(argv=None) -> int:
     p.add_argument("name", help="builtin dataset name, e.g. coco_2017_val, voc_2007_test, "
                    "imagenet_val")
     p.add_argument("--quick", action="store_true", help="read image headers only")
+    p.add_argument("--annotations-only", action="store_true",
+                   help="check annotations or labels only; open no image (fast)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes opening images (default: one per CPU)")
     p.add_argument("--notes", action="store_true", help="list images without boxes")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     args = p.parse_args(argv)
     from resdet.data.detection_checks import check_dataset
 
-    log = check_dataset(args.name, decode=not args.quick)
+    log = check_dataset(args.name, decode=not args.quick, images=not args.annotations_only,
+                        workers=args.workers)
     if args.notes:
         for n in log.notes:
             print(f"note: {n}")

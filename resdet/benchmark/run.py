@@ -57,6 +57,35 @@ def _eval_benchmark(s: BenchSettings) -> Dict[str, object]:
             "num_detections": r["num_detections"], "metrics": r.get("metrics")}
 
 
+def _data_scale_benchmark(s: BenchSettings) -> Dict[str, object]:
+    if s.reference not in (None, "detectron2"):
+        raise UserError(f"--task data-scale compares against Detectron2's structures (when it "
+                        f"imports), not {s.reference}.")
+    from resdet.benchmark.data_scale import data_scale_benchmark
+
+    r = data_scale_benchmark(s.scale, s.num_workers, parts=s.parts,
+                             with_detectron2=True if s.reference == "detectron2" else None)
+
+    def side(name: str, key: str) -> dict:
+        load = r["coco_load"].get("resdet_first" if key == "resdet" else key, {})
+        growth = {d: max(v[key]["growth_mib"]) for d, v in r["worker_growth"].items()}
+        return {"name": name, "coco_load_s": load.get("seconds"),
+                "coco_load_peak_mib": load.get("peak_mib"),
+                "records_mib": r["records_mib"].get(key, {}).get("mib"),
+                "worker_growth_max_mib": growth}
+
+    ours = side("resdet (compact records, lean parse, cache)", "resdet")
+    ours["coco_cached_load_s"] = r["coco_load"].get("resdet_cached", {}).get("seconds")
+    ref = side("Detectron2 (serialised list, load_coco_json)", "detectron2") \
+        if r["detectron2"] else None
+    ratio = None
+    if ref and ours["coco_load_s"] and ref["coco_load_s"]:
+        ratio = ours["coco_load_s"] / ref["coco_load_s"]
+    r.update(ours=ours, reference=ref, ratio=ratio,
+             ratio_kind="COCO annotation load seconds, first run, resdet / Detectron2")
+    return r
+
+
 def _timed_benchmark(s: BenchSettings) -> Dict[str, object]:
     if s.arch:
         from resdet.benchmark.backbone import classifier_runners
@@ -80,6 +109,8 @@ def run_benchmark(s: BenchSettings) -> Dict[str, object]:
     s = check_settings(s)
     if s.task == "eval":
         result = _eval_benchmark(s)
+    elif s.task == "data-scale":
+        result = _data_scale_benchmark(s)
     elif s.task == "data":
         from resdet.benchmark.data import data_benchmark
 
@@ -99,6 +130,10 @@ def _fmt(v, spec: str) -> str:
 
 def format_report(r: Dict[str, object]) -> str:
     """A short human-readable table of a :func:`run_benchmark` result."""
+    if r["task"] == "data-scale":
+        from resdet.benchmark.data_scale import format_data_scale
+
+        return format_data_scale(r)
     st = r["settings"]
     flags = [k for k in ("amp", "channels_last", "compile", "stride_in_3x3") if st[k]]
     if r["task"] == "eval":

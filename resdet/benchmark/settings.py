@@ -20,7 +20,7 @@ from resdet.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("train", "inference", "data", "eval")
+TASKS = ("train", "inference", "data", "eval", "data-scale")
 REFERENCES = ("torchvision", "detectron2", "pycocotools")
 
 
@@ -45,6 +45,8 @@ class BenchSettings:
     reference: Optional[str] = None
     num_workers: int = 2
     eval_images: int = 5000
+    scale: float = 1.0
+    parts: tuple = ("load", "records", "workers")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -54,7 +56,7 @@ def check_settings(s: BenchSettings) -> BenchSettings:
     """Raise :class:`UserError` for combinations that cannot run; warn about ignored options."""
     if s.task not in TASKS:
         raise UserError(f"--task {s.task!r} is not one of {', '.join(TASKS)}.")
-    if s.task != "eval" and not (s.arch or s.config):
+    if s.task not in ("eval", "data-scale") and not (s.arch or s.config):
         raise UserError(f"--task {s.task} needs --arch NAME (a backbone) or --config FILE "
                         "(a detection config).")
     if s.arch and s.config:

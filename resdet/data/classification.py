@@ -37,6 +37,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from resdet.data.cache import cached_loader, folder_sources
 from resdet.data.catalog import dataset_root, register
 from resdet.data.cls_cifar import CIFAR10_CLASSES, load_cifar10
 from resdet.errors import UserError
@@ -236,6 +237,16 @@ def _is_flat_val(name: str, folder: str) -> bool:
             and bool(_flat_images(folder)))
 
 
+def _listing_sources(name: str) -> List[str]:
+    root = os.path.dirname(_folder_path(name))
+    labels = [os.path.join(root, f) for f in (VAL_SOLUTION_CSV, DEVKIT + ".tar.gz",
+                                              os.path.join(DEVKIT, _DEVKIT_GT),
+                                              os.path.join(DEVKIT, _DEVKIT_META))]
+    return folder_sources(_folder_path(name), labels if name == "imagenet_val" else ())
+
+
+@cached_loader("folders", sources=_listing_sources, what=_folder_path,  # resdet.data.cache
+               key=lambda name: (name, _folder_path(name), os.path.abspath(_folder_path(name))))
 def _load_folder(name: str) -> List[dict]:
     if name.startswith("synthetic_imagenet"):
         from resdet.data.cls_synthetic import generate_synthetic_imagenet

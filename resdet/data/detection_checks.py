@@ -10,12 +10,10 @@ here keeps working.
 
 from __future__ import annotations
 
-import os
 from typing import List
 
 from resdet.data import catalog
 from resdet.data.annotations import BOX_BORDER_SLACK, box_problem, filter_empty_annotations
-from resdet.data.image_checks import check_record_image
 from resdet.data.problems import ProblemLog
 from resdet.errors import UserError
 
@@ -30,29 +28,36 @@ __all__ = [
 
 
 def check_images(dataset_dicts: List[dict], log: ProblemLog, *, decode: bool = True,
-                 workers: int = 0) -> None:
+                 workers: int = 0, progress: bool = True) -> None:
     """Open every image eagerly, as the training mappers will: missing, unreadable or truncated
     files, and sizes that differ from the annotation's (in both EXIF frames), are added to
     ``log``.
 
     Args:
         decode: decode the pixels (finds truncated files); ``False`` reads only the headers.
-        workers: threads (0: one per CPU); OpenCV and PIL release the GIL while decoding.
+        workers: processes (0: one per CPU; see :mod:`resdet.data.parallel_checks`).
+        progress: a progress bar with ETA on the terminal.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    from resdet.data.parallel_checks import image_problems
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        for msg in pool.map(lambda d: check_record_image(d, decode=decode), dataset_dicts):
-            if msg:
-                log.add(msg)
+    for msg in image_problems(dataset_dicts, decode=decode, workers=workers, progress=progress):
+        if msg:
+            log.add(msg)
 
 
 def _source(meta: dict, name: str) -> str:
     return meta.get("json_file") or meta.get("dirname") or meta.get("root") or name
 
 
-def check_dataset(name: str, *, decode: bool = True) -> ProblemLog:
+def check_dataset(name: str, *, decode: bool = True, images: bool = True,
+                  workers: int = 0) -> ProblemLog:
     """Validate a registered dataset eagerly: annotations (or class labels) and every image.
+
+    Args:
+        name: a registered dataset name.
+        decode: decode every image (else read headers only).
+        images: open the images at all (False: the annotations or labels only, the fast part).
+        workers: processes opening images (0: one per CPU).
 
     Returns:
         The :class:`ProblemLog` with every problem (``.problems``), boxes clipped to the image
@@ -85,10 +90,13 @@ def check_dataset(name: str, *, decode: bool = True) -> ProblemLog:
                 log.note(f"class {cls} has no images")
         log.num_classes = len(classes) or len(used)
         log.num_images = len(dicts)
-        check_images([d for d in dicts if "file_name" in d], log, decode=decode)  # not CIFAR's
+        if images:  # not CIFAR's (in memory)
+            check_images([d for d in dicts if "file_name" in d], log, decode=decode,
+                         workers=workers)
         log.num_boxes = 0
         return log
-    check_images(dicts, log, decode=decode)
+    if images:
+        check_images(dicts, log, decode=decode, workers=workers)
     log.num_images = len(dicts)
     log.num_boxes = sum(len(d["annotations"]) for d in dicts)
     return log

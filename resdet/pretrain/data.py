@@ -18,6 +18,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset
 from resdet.data import cls_transforms as T
 from resdet.data.catalog import get_dataset_dicts
 from resdet.data.classification import held_out_split
+from resdet.data.records import compact_records
 from resdet.engine import comm
 from resdet.engine.sampler import InferenceSampler, InfiniteSampler
 from resdet.errors import UserError
@@ -77,7 +78,7 @@ def _read(rec: dict) -> np.ndarray:
 
 class _BadSampleMixin:
     skip_bad: bool = True
-    records: List[dict]
+    records: Sequence[dict]
 
     def _read_or_substitute(self, index: int) -> Tuple[np.ndarray, int, int]:
         """Image and label of ``index``; an unreadable image is replaced by the next readable one
@@ -110,15 +111,18 @@ class TrainDataset(_BadSampleMixin, Dataset):
         color_std: PCA lighting std (0 disables).
         seed: base seed of the per-sample generators.
         skip_bad: skip unreadable images (True) or fail (False).
+
+    The records are kept compactly (:func:`resdet.data.records.compact_records`), so forked
+    loader workers share them instead of each copying the list.
     """
 
-    def __init__(self, records: List[dict], normalizer: Normalizer, *, augmentation: str,
+    def __init__(self, records: Sequence[dict], normalizer: Normalizer, *, augmentation: str,
                  crop: int, resize_range: Sequence[int] = (256, 480), pad: int = 4,
                  color_std: float = 0.0, seed: int = 0, skip_bad: bool = True):
         if augmentation not in ("scale", "pad_crop"):
             raise UserError(f"PRETRAIN.AUGMENTATION {augmentation!r} must be 'scale' (ImageNet) "
                             "or 'pad_crop' (CIFAR).")
-        self.records = records
+        self.records = compact_records(records)
         self.normalizer = normalizer
         self.augmentation = augmentation
         self.crop = crop
@@ -148,13 +152,14 @@ class TrainDataset(_BadSampleMixin, Dataset):
 
 class EvalDataset(_BadSampleMixin, Dataset):
     """Raw (unnormalised) test views: "center" ``3xSxS``, "10crop" ``10x3xSxS``, "multiscale" the
-    whole image. An unreadable image (when skipping) gives label -1, which evaluation ignores."""
+    whole image. An unreadable image (when skipping) gives label -1, which evaluation ignores.
+    Records are kept compactly, as in :class:`TrainDataset`."""
 
-    def __init__(self, records: List[dict], *, mode: str, crop: int, resize: int,
+    def __init__(self, records: Sequence[dict], *, mode: str, crop: int, resize: int,
                  skip_bad: bool = True):
         if mode not in ("center", "10crop", "multiscale"):
             raise UserError(f"PRETRAIN.TEST_MODE {mode!r} must be center, 10crop or multiscale.")
-        self.records = records
+        self.records = compact_records(records)
         self.mode = mode
         self.crop = crop
         self.resize = resize
@@ -211,7 +216,7 @@ def build_test_loader(dataset: EvalDataset, *, batch_size: int, num_workers: int
 
 
 def load_records(name: str, *, val_split: int = 0, split_seed: int = 0, part: str = "all"
-                 ) -> List[dict]:
+                 ) -> Sequence[dict]:
     """Records of a classification dataset, optionally its train or held-out part.
 
     Args:
@@ -219,15 +224,19 @@ def load_records(name: str, *, val_split: int = 0, split_seed: int = 0, part: st
         val_split: held-out size (PRETRAIN.VAL_SPLIT); 0 uses everything.
         split_seed: permutation seed of the split.
         part: "all", "train" (without the held-out images) or "heldout".
+
+    Returns:
+        The records, stored compactly (:func:`resdet.data.records.compact_records`): a read-only
+        sequence of dicts that the main process holds in a fraction of a list's memory.
     """
     records = get_dataset_dicts(name)
-    if val_split <= 0 or part == "all":
-        return records
-    train, val = held_out_split(records, val_split, seed=split_seed)
-    return train if part == "train" else val
+    if val_split > 0 and part != "all":
+        train, val = held_out_split(records, val_split, seed=split_seed)
+        records = train if part == "train" else val
+    return compact_records(records)
 
 
-def compute_normalizer(records: List[dict], *, mode: str, crop: int, resize: int,
+def compute_normalizer(records: Sequence[dict], *, mode: str, crop: int, resize: int,
                        max_samples: int, num_workers: int = 0) -> Normalizer:
     """Mean image (``mode`` "pixel") or channel mean/std ("channel") of the training set.
 

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from resdet.data import filter_empty_annotations, get_dataset_dicts
 from resdet.data.annotations import record_boxes
+from resdet.data.records import compact_records
 from resdet.detection.mapper import FLIPS, DetectionMapper, MappedImage
 from resdet.engine import InferenceSampler, InfiniteSampler, comm, per_process_batch
 from resdet.errors import UserError
@@ -173,6 +174,7 @@ def build_train_loader(cfg, start_iter: int = 0, *, seed: int = 0,
     inp = cfg.INPUT
     mapper = TrainMapper(inp.MIN_SIZE_TRAIN, inp.MAX_SIZE_TRAIN, inp.MIN_SIZE_TRAIN_SAMPLING,
                          inp.RANDOM_FLIP, inp.FORMAT, cfg.DATALOADER.SKIP_BAD_SAMPLES, seed)
+    dicts = compact_records(dicts)  # forked workers share it instead of copying (issue 13)
     stream = TrainStream(dicts, mapper, batch, group_by_aspect=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
                          seed=seed, start=start_iter * cfg.SOLVER.IMS_PER_BATCH)
     workers = int(cfg.DATALOADER.NUM_WORKERS)
@@ -202,7 +204,7 @@ class _TestDataset(Dataset):
 def build_test_loader(cfg, dataset_name: str) -> DataLoader:
     """This process's share of ``dataset_name``: items ``[(record, uint8 CHW image or None)]``
     one image at a time (Detectron2 tests one image per GPU too); the model resizes them."""
-    dicts = get_dataset_dicts(dataset_name)
+    dicts = compact_records(get_dataset_dicts(dataset_name))  # shared by forked workers
     shard = InferenceSampler(len(dicts))
     workers = int(cfg.DATALOADER.NUM_WORKERS)
     mapper = DetectionMapper((0,), 0, image_format=cfg.INPUT.FORMAT, is_train=False,

@@ -177,3 +177,45 @@ def test_detectron2_engine_against_detectron2(capsys):
     assert r["ours"]["name"] == "resdet R50-FPN (Detectron2 engine)"
     assert r["reference"]["name"] == "detectron2 R50-FPN"
     assert r["ratio"] > 0
+
+
+def test_data_scale_task_tiny(capsys, monkeypatch):
+    from resdet.benchmark import data_scale
+
+    monkeypatch.setattr(data_scale, "detectron2_available", lambda: False)
+    _tool().main(["--task", "data-scale", "--scale", "0.001", "--parts", "load", "--json"])
+    r = _last_json(capsys.readouterr().out)
+    assert r["task"] == "data-scale" and r["scale"] == 0.001 and r["detectron2"] is False
+    assert r["imagenet_records"] == 1281  # 0.1% of ImageNet train
+    assert r["coco_file"]["images"] == 118 and r["coco_file"]["annotations"] == 863
+    for side in ("resdet_first", "resdet_cached"):  # every generated box is valid and kept
+        assert (r["coco_load"][side]["images"], r["coco_load"][side]["annotations"]) == (118, 863)
+        assert r["coco_load"][side]["seconds"] > 0 and r["coco_load"][side]["peak_mib"] > 0
+    assert r["records_mib"] == {} and r["worker_growth"] == {}
+    assert r["reference"] is None and r["ratio"] is None
+    assert r["ours"]["coco_load_s"] == r["coco_load"]["resdet_first"]["seconds"]
+    assert r["goals"] is None  # only judged at full size
+
+
+@pytest.mark.slow
+def test_data_scale_task_workers_against_detectron2(capsys):
+    pytest.importorskip("detectron2")
+    _tool().main(["--task", "data-scale", "--scale", "0.001", "--reference", "detectron2",
+                  "--json"])
+    r = _last_json(capsys.readouterr().out)
+    assert r["coco_load"]["detectron2"]["annotations"] == 863
+    assert set(r["records_mib"]) == {"list", "resdet", "detectron2"}
+    assert 0 < r["records_mib"]["resdet"]["nbytes_mib"] < 1
+    assert r["ratio"] == pytest.approx(r["coco_load"]["resdet_first"]["seconds"]
+                                       / r["coco_load"]["detectron2"]["seconds"])
+    for dataset, n in (("imagenet", 1281), ("coco", 118)):
+        for store in ("list", "resdet", "detectron2"):
+            w = r["worker_growth"][dataset][store]
+            assert w["records"] == n and w["reads"] >= 512 and len(w["growth_mib"]) == 2
+        assert max(r["worker_growth"][dataset]["resdet"]["growth_mib"]) < 5
+
+
+def test_every_option_has_a_help_text():
+    actions = _tool().build_parser()._actions
+    assert len(actions) > 20
+    assert [a.dest for a in actions if not a.help] == []
