@@ -15,6 +15,7 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from resdet.data.coco_format import normalize_coco_gt
 from resdet.data.detection_checks import ProblemLog, box_problem
 from resdet.errors import UserError
 
@@ -81,6 +82,8 @@ def load_coco_json(
     for key in ("images", "annotations"):
         if not isinstance(data.get(key), list):
             raise UserError(f"{json_file} has no '{key}' list; a COCO instances file needs one.")
+    # Missing area/iscrowd filled in as every consumer sees them (issue 12).
+    data = normalize_coco_gt(data, json_file, for_coco_api=False)
     cats = coco_categories(data, json_file)
     if id_map is None:
         id_map = {c["id"]: i for i, c in enumerate(cats)}
