@@ -79,7 +79,9 @@ def load_coco_gt(gt: Any, backend: str = "auto", source: Optional[str] = None) -
                             "'categories' lists).")
     source = source or "the ground truth"
     gt = normalize_coco_gt(gt, source)
-    gt.setdefault("annotations", [])
+    # copies: COCOeval writes an "ignore" flag into the ground truth's annotations
+    gt["annotations"] = [dict(a) if isinstance(a, dict) else a
+                         for a in gt.get("annotations", [])]
     check_coco_gt(gt, source)
     api = coco_cls()
     api.dataset = gt
