@@ -254,6 +254,8 @@ def setup(args) -> Any:
         cfg.defrost()
         cfg.MODEL.DEVICE = "cpu"
         cfg.freeze()
+    from resdet.data.custom import register_custom_datasets  # DATASETS.CUSTOM names (issue 12)
+    register_custom_datasets(cfg)
     register_resdet_datasets()
     default_setup(cfg, args)
     logger.info("Engine: detectron2 (resdet plugin)")
