@@ -199,3 +199,46 @@ def test_nonfinite_results_are_refused_naming_file_and_entry(tmp_path):
         assert out.stderr.strip().splitlines()[-1] == (
             f"error: {pred}: entry 1 has a non-finite score or box (score nan, bbox [1.0, 2.0, "
             "inf, 4.0]); fix the model or the file, resdet does not guess one.")
+
+
+def test_case_b20_own_dataset_by_config_and_bare_file(tmp_path):
+    """b20: a user's COCO-format set (class ids 3 and 7) is scored by name from a config's
+    DATASETS.CUSTOM block, and as a bare ground-truth file (--gt, or a .json path as --dataset)."""
+    from tests.custom_dataset_files import write_coco
+
+    ann = write_coco(tmp_path)
+    pred = tmp_path / "results.json"
+    pred.write_text(json.dumps([{"image_id": 1, "category_id": 3, "bbox": [10, 10, 40, 30],
+                                 "score": 0.9}]))
+    # cat: 1 of its 2 boxes found (101-point AP 51/101), dog: none found (AP 0)
+    expected = 100 * 51 / 101 / 2
+    cfg = tmp_path / "my.yaml"
+    cfg.write_text("DATASETS:\n  CUSTOM:\n"
+                   f"    my_val: {{FORMAT: coco, JSON_FILE: {ann}, IMAGE_ROOT: {tmp_path}/imgs}}\n"
+                   "  TEST: ('my_val',)\n")
+    for args in (["--config", str(cfg)], ["--config", str(cfg), "DATASETS.TEST", "('my_val',)"],
+                 ["--gt", ann], ["--dataset", ann]):
+        out = _run(tmp_path, "--pred", str(pred), "--json", *args)
+        got = _last_json(out)
+        assert got["AP"] == pytest.approx(expected, abs=1e-9) and got["AP-dog"] == 0.0, args
+    out = _run(tmp_path, "--pred", str(pred), "--config", str(cfg), "DATASETS.TEST", "()")
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1] == (
+        f"error: {cfg}: DATASETS.TEST names 0 datasets (none); choose one with --dataset NAME.")
+
+
+def test_own_voc_dataset_by_config(tmp_path):
+    """A VOC-format DATASETS.CUSTOM entry is scored with VOC AP (YEAR 2007: 11-point) and its
+    own classes (category_id 1..K in CLASSES order)."""
+    from tests.custom_dataset_files import write_voc
+
+    voc = write_voc(tmp_path / "v")
+    cfg = tmp_path / "my.yaml"
+    cfg.write_text("DATASETS:\n  CUSTOM:\n"
+                   f"    my_voc: {{FORMAT: voc, ROOT: {voc}, SPLIT: val, CLASSES: [cat, dog],"
+                   " YEAR: 2007}\n")
+    pred = tmp_path / "r.json"
+    pred.write_text(json.dumps([{"image_id": "a", "category_id": 1, "bbox": [4, 5, 26, 35],
+                                 "score": 0.9}]))
+    got = _last_json(_run(tmp_path, "--pred", str(pred), "--dataset", "my_voc", "--json",
+                          "--config", str(cfg)))
+    assert got["AP50"] == pytest.approx(50.0)  # cat found (AP 100), dog missed (AP 0)
