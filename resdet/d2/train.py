@@ -299,6 +299,9 @@ def main(args) -> Any:
         return ResdetTrainer.test(cfg, model)
     trainer = ResdetTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
+    if args.resume:  # SOLVER.BASE_LR/STEPS/MAX_ITER/GAMMA changed on purpose win (issue 12)
+        from resdet.d2.resume import apply_changed_solver_settings
+        apply_changed_solver_settings(trainer, cfg)
     try:
         trainer.train()
     except FloatingPointError as e:
