@@ -92,7 +92,7 @@ def normalize_coco_gt(data: dict, source: str, *, for_coco_api: bool = True) -> 
     if for_coco_api and isinstance(images, list):
         ids = [im.get("id") for im in images if isinstance(im, dict)]
         if any(isinstance(i, str) or (_is_int(i) and not 0 <= i <= _MAX_IMAGE_ID) for i in ids):
-            out.update(_map_image_ids(data, source))
+            out.update(_map_image_ids(out, source))
     return out
 
 

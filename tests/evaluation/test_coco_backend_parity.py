@@ -68,6 +68,10 @@ CORPUS = [
     ("missing_area_iscrowd", *B01, {"AP": 100.0, "APs": 100.0, "APm": 100.0, "APl": None}),
     ("string_ids", *_with_ids(["frame_a", "frame_b"]), {"AP": 200 / 3, "APm": None}),
     ("mixed_ids", *_with_ids([7, "frame_b"]), {"AP": 200 / 3}),
+    ("string_ids_and_missing_area", {**B01[0], "images": _images(["a", "b"]), "annotations": [
+        dict(a, image_id=["a", "b"][a["image_id"] - 1]) for a in B01[0]["annotations"]]},
+     [dict(r, image_id=["a", "b"][r["image_id"] - 1]) for r in B01[1]],
+     {"AP": 100.0, "APs": 100.0, "APm": 100.0}),
     ("huge_ids", *_with_ids([2**40, 10**20]), {"AP": 200 / 3}),
     ("negative_ids", *_with_ids([-3, 0]), {"AP": 200 / 3}),
     ("crowd_regions", *CROWD, None),
