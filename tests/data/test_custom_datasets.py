@@ -155,14 +155,14 @@ def test_names_registered_in_detectron2_are_found(tmp_path):
         catalog.get_metadata("d2_user_val")
 
 
-def _eval_only(tmp_path, script, extra):
-    """tools/train_net.py --engine torchvision --eval-only on b20's set (3 images, 96x72) with a
+def _eval_only(tmp_path, script, extra, engine="torchvision"):
+    """tools/train_net.py --engine ENGINE --eval-only on b20's set (3 images, 96x72) with a
     random ResNet-18 backbone; returns (completed process, eval_results.json)."""
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
     out = tmp_path / "out"
     cmd = [sys.executable, script or os.path.join(repo, "tools", "train_net.py"), "--engine",
-           "torchvision", "--eval-only", "--config", os.path.join(repo, "configs",
+           engine, "--eval-only", "--config", os.path.join(repo, "configs",
                                                                    "quickstart.yaml"),
            "MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", "0", "INPUT.MIN_SIZE_TEST", "64",
            "INPUT.MAX_SIZE_TEST", "128", "MODEL.ROI_HEADS.NUM_CLASSES", "2", "DATASETS.TRAIN",
@@ -203,3 +203,21 @@ def test_case_b20_detectron2_registration_on_the_torchvision_engine(tmp_path):
     r, results = _eval_only(tmp_path, str(wrapper), [])
     assert "Evaluated my_val" in r.stdout + r.stderr
     assert set(results["my_val"]["bbox"]) >= {"AP", "AP-cat", "AP-dog"}
+
+
+@pytest.mark.slow
+def test_python_form_on_the_detectron2_engine(tmp_path):
+    """resdet's register_coco_instances in a script, then the Detectron2 engine: the name reaches
+    Detectron2's catalog through resdet's."""
+    pytest.importorskip("detectron2")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ann = write_coco(tmp_path)
+    wrapper = tmp_path / "wrapper.py"
+    wrapper.write_text(
+        "import runpy, sys\n"
+        "from resdet.data.custom import register_coco_instances\n"
+        f"register_coco_instances('my_val', {{}}, {ann!r}, {str(tmp_path / 'imgs')!r})\n"
+        "sys.argv = ['train_net.py'] + sys.argv[1:]\n"
+        f"runpy.run_path({os.path.join(repo, 'tools', 'train_net.py')!r}, run_name='__main__')\n")
+    _, results = _eval_only(tmp_path, str(wrapper), [], engine="detectron2")
+    assert {"AP", "AP50", "AP-cat", "AP-dog"} <= set(results["my_val"]["bbox"])
