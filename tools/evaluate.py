@@ -36,6 +36,7 @@ from resdet.errors import UserError  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="examples:\n" + __doc__.split("\n\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=None,
                    help="dataset name (builtin, DATASETS.CUSTOM or registered), e.g. "
