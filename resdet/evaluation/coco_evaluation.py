@@ -2,8 +2,11 @@
 
 The numbers come from the COCO API's ``COCOeval`` (bbox): ``faster_coco_eval``'s C++
 implementation when it imports (the same algorithm, several times faster; Detectron2 uses its own
-C++ ``COCOeval_opt`` for the same reason), with ``pycocotools`` as the fallback. Both give the same
-statistics (tested). AP values are in percent, with Detectron2's key names.
+C++ ``COCOeval_opt`` for the same reason), with ``pycocotools`` as the fallback. Both get the
+same input, ground truth normalised by :mod:`resdet.data.coco_format` (missing ``area``/``iscrowd``
+filled in, non-integer image ids mapped) and results checked by one policy (non-finite values
+refused), so they give the same statistics (tested on a corpus of odd files). AP values are in
+percent, with Detectron2's key names; no detections at all score as ``COCOeval`` scores them.
 """
 
 from __future__ import annotations
