@@ -10,6 +10,8 @@ setup(
         "ImageNet/CIFAR recipes, and Faster R-CNN on Detectron2 or torchvision."
     ),
     packages=find_packages(include=["resdet", "resdet.*"]),
+    # ImageNet-1k's 1000 WordNet ids: the classes of torchvision/timm weights at evaluation
+    package_data={"resdet.data": ["imagenet1k_wnids.txt"]},
     python_requires=">=3.10",  # torchvision>=0.29 needs it
     install_requires=[
         # torchvision>=0.29's registry wheels bring torch's CUDA build, which also runs on a CPU.

@@ -9,8 +9,9 @@ Reads every annotation and opens every image (``--quick``: image headers only, w
 truncated files). Prints one line per problem, naming the file and the annotation id or XML
 element, then a summary; exits with 1 if there is any problem, else prints
 ``ok: N images, M boxes`` (classification sets: ``ok: N images, K classes``) and exits with 0.
-Images without boxes and classes without images are notes (``--notes`` lists them), not
-problems.
+Boxes that cross the image border are clipped to it and kept for training, as both engines do:
+each is listed as ``clipped: ...`` and counted in the summary, apart from the problems. Images
+without boxes and classes without images are notes (``--notes`` lists them), not problems.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def main(argv=None) -> int:
     if args.notes:
         for n in log.notes:
             print(f"note: {n}")
+    for clipped in log.clipped:
+        print(f"clipped: {clipped}")
     for problem in log.problems:
         print(problem)
     classes = getattr(log, "num_classes", None)
@@ -47,6 +50,8 @@ def main(argv=None) -> int:
     else:
         counts = f"{log.num_images} images, {log.num_boxes} boxes"
         empty = f"; {len(log.notes)} image(s) without boxes" if log.notes else ""
+        if log.clipped:
+            empty += f"; {len(log.clipped)} box(es) clipped to the image border"
     if log.problems:
         print(f"{args.name}: {len(log.problems)} problem(s) in {counts}{empty}")
         return 1

@@ -3,7 +3,7 @@ one class, a difficult box on the first (AP: 8.5/11 with the 2007 metric, 0.75 w
 
 import os
 
-from resdet.data.tiny_datasets import make_tiny_voc, voc_xml
+from tests.tiny_datasets import make_tiny_voc, voc_xml
 
 
 def write_hand_voc(root, year: int, split: str) -> str:

@@ -16,7 +16,12 @@ from urllib.parse import urlparse
 
 import torch
 
-from resdet.checkpoint.safe_pickle import TorchFileError, allowed_globals, load_plain_pickle
+from resdet.checkpoint.safe_pickle import (
+    RESAVE_ADVICE,
+    TorchFileError,
+    allowed_globals,
+    load_plain_pickle,
+)
 from resdet.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -145,7 +150,8 @@ def _torch_load_safe(path: Path) -> Any:
         error = first
     if isinstance(error, pickle.UnpicklingError) and hasattr(
             torch.serialization, "add_safe_globals"):
-        # numpy arrays/scalars in a checkpoint are data, not code; admit exactly those
+        # numpy arrays/scalars and trainers' option bags (argparse.Namespace) are data, not
+        # code; admit exactly those
         try:
             with _safe_globals(allowed_globals()):
                 return torch.load(path, map_location="cpu", weights_only=True)
@@ -166,7 +172,8 @@ def _torch_load_safe(path: Path) -> Any:
     m = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)", text, flags=re.IGNORECASE)
     if m:
         raise UserError(f"{path} is not a plain weight file: it asks to load {m.group(1)}, which "
-                        "resdet refuses to run (torch.load weights_only)") from None
+                        f"resdet refuses to run (torch.load weights_only); {RESAVE_ADVICE}"
+                        ) from None
     m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
     reason = m.group(1) if m else text.splitlines()[0] if text else type(error).__name__
     reason = re.split(r"(?<=[a-z])\. ", reason)[0][:200]  # first sentence only

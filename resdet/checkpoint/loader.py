@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from resdet.checkpoint.files import read_weights_file, resolve_weights
-from resdet.checkpoint.formats import convert_to_resdet
+from resdet.checkpoint.formats import ConvertedWeights, WeightsKind, convert_to_resdet
 from resdet.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -29,19 +29,44 @@ def is_classifier_head(name: str) -> bool:
     return bool(_HEAD.match(name))
 
 
+# layers whose output size is the class count: a classifier (resdet/torchvision "fc", VGG "fc8",
+# timm "head.fc") and a detector's box or mask predictor (Detectron2's and torchvision's names)
+_CLASS_COUNT_LAYER = re.compile(
+    r"(^|\.)(fc|fc8|fc1000|cls_score|bbox_pred|mask_fcn_logits|mask_head\.predictor)"
+    r"\.(weight|bias)$")
+
+PURPOSES = ("finetune", "evaluate")
+
+
+def is_class_count_mismatch(name: str, file_shape: tuple, model_shape: tuple) -> bool:
+    """True when ``name`` is a classifier or box/mask predictor layer whose shapes differ only
+    in the first dimension: the same network trained for another number of classes."""
+    return (bool(_CLASS_COUNT_LAYER.search(name)) and len(file_shape) == len(model_shape)
+            and len(file_shape) > 0 and tuple(file_shape[1:]) == tuple(model_shape[1:])
+            and file_shape[0] != model_shape[0])
+
+
+def _first(names: list[str], n: int = 3) -> str:
+    return ", ".join(f"'{k}'" for k in names[:n]) + (", ..." if len(names) > n else "")
+
+
 @dataclass
 class LoadReport:
-    """What :func:`load_weights` did.
+    """What :func:`load_weights` (or a detection adapter's own matching) did.
 
     Attributes:
         matched: model keys that received a checkpoint tensor.
         missing: model keys the checkpoint lacks (left as initialised; ``num_batches_tracked``
             is not counted).
         unexpected: checkpoint keys (resdet names) the model has no place for.
-        mismatched: keys skipped for a shape mismatch (only with ``strict_shapes=False``).
+        mismatched: model keys the file holds with another shape (not loaded).
+        mismatched_shapes: for each mismatched key, (shape in the file, shape in the model).
         filled: BatchNorm running stats set to mean 0 / var 1 because the checkpoint holds only
             the folded scale and bias (MSRA/Caffe2 files; Detectron2 does the same).
-        source_format: the layout that was detected.
+        source_format: the layout that was detected (a label; decide on ``kind``).
+        kind: what the file is (:class:`~resdet.checkpoint.formats.WeightsKind`), None when the
+            report was built from two state dicts.
+        entry: the file's entry that held the weights (None: the whole file).
     """
 
     matched: list[str] = field(default_factory=list)
@@ -50,6 +75,102 @@ class LoadReport:
     mismatched: list[str] = field(default_factory=list)
     filled: list[str] = field(default_factory=list)
     source_format: str = ""
+    mismatched_shapes: dict[str, tuple[tuple, tuple]] = field(default_factory=dict)
+    kind: WeightsKind | None = None
+    entry: str | None = None
+
+    @classmethod
+    def compare(cls, model_state: Mapping[str, torch.Tensor],
+                file_state: Mapping[str, Any]) -> LoadReport:
+        """Match a file's state dict against a model's by exact name and shape.
+
+        For callers that load whole models themselves (the detection adapters): the report's
+        :meth:`check` then says whether the weights fit.
+
+        Args:
+            model_state: ``model.state_dict()``.
+            file_state: name -> tensor (or array) from the file, in the model's names.
+        """
+        report = cls()
+        for key, value in file_state.items():
+            if key not in model_state:
+                report.unexpected.append(key)
+                continue
+            have, want = tuple(getattr(value, "shape", ())), _shape(model_state[key])
+            if have != want:
+                report.mismatched.append(key)
+                report.mismatched_shapes[key] = (have, want)
+            else:
+                report.matched.append(key)
+        report.missing = [k for k in model_state if k not in file_state
+                          and not k.endswith("num_batches_tracked")]
+        return report
+
+    def class_count_mismatches(self) -> list[str]:
+        """Mismatched keys that are a classifier or box predictor for another class count."""
+        return [k for k in self.mismatched
+                if is_class_count_mismatch(k, *self.mismatched_shapes.get(k, ((), ())))]
+
+    def _shapes(self, keys: list[str]) -> str:
+        parts = []
+        for k in keys[:3]:
+            have, want = self.mismatched_shapes.get(k, ((), ()))
+            parts.append(f"'{k}' {have} in the file, {want} in the model")
+        return "; ".join(parts) + ("; ..." if len(keys) > 3 else "")
+
+    def check(self, purpose: str, *, source: str = "the weights", model: str = "the model"
+              ) -> None:
+        """Refuse weights that do not fit, for what they are loaded for.
+
+        - ``"evaluate"`` (``--eval-only``, ``tools/predict.py``): nothing will train the layers
+          the file does not fill, so any missing or mismatched weight is an error.
+        - ``"finetune"``: a classifier or box predictor for another class count is expected
+          (a warning: those layers start from scratch); any other shape mismatch is an error;
+          missing weights stay a warning (a new head on pretrained features).
+
+        Args:
+            purpose: ``"evaluate"`` or ``"finetune"``.
+            source: how the message names the weights (the file).
+            model: how the message names the model (``"the model resnet50"``).
+
+        Raises:
+            UserError: one sentence with the matched/missing/mismatched counts and the first
+                keys of each, and what to do.
+            ValueError: an unknown ``purpose``.
+        """
+        if purpose not in PURPOSES:
+            raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
+        counts = (f"{len(self.matched)} weights matched, {len(self.missing)} missing"
+                  + (f" ({_first(self.missing)})" if self.missing else "")
+                  + f", {len(self.mismatched)} with another shape"
+                  + (f" ({self._shapes(self.mismatched)})" if self.mismatched else "")
+                  + f", {len(self.unexpected)} in the file unused")
+        if purpose == "evaluate":
+            if self.missing or self.mismatched:
+                raise UserError(
+                    f"{source} does not fit {model}: {counts}; nothing trains the missing or "
+                    "mismatched layers when evaluating, so the results would come from a partly "
+                    "random network: pass the weights trained for this model (its run's "
+                    "model_final.pth) with the config of that run")
+            return
+        others = [k for k in self.mismatched if k not in self.class_count_mismatches()]
+        if others:
+            raise UserError(
+                f"{source} does not fit {model}: {counts}; {len(others)} of the mismatched "
+                "weights are not a classifier or box predictor for another class count, so the "
+                "file was made for another architecture: build the architecture and options the "
+                "weights were made for")
+
+    def warn_class_count(self, source: str) -> None:
+        """Log a warning for class-count mismatches, which start from scratch."""
+        heads = self.class_count_mismatches()
+        if heads:
+            sizes = sorted({(self.mismatched_shapes[k][0][0], self.mismatched_shapes[k][1][0])
+                            for k in heads})
+            logger.warning("Not loaded from %s, its class count differs (%s in the file, %s in "
+                           "the model; these layers start from scratch): %s", source,
+                           "/".join(str(a) for a, _ in sizes), "/".join(str(b) for _, b in sizes),
+                           group_names(heads))
 
 
 def group_names(names: Iterable[str]) -> str:
@@ -75,20 +196,25 @@ def _shape(t: torch.Tensor) -> tuple:
 
 def load_weights(
     model: nn.Module,
-    weights: str | Path | dict[str, Any],
+    weights: str | Path | dict[str, Any] | ConvertedWeights,
     *,
     arch: str | None = None,
+    purpose: str = "finetune",
     strict_shapes: bool = True,
     strict: bool = False,
     sha256: str | None = None,
     source_prefix: str = "",
     source: str | None = None,
+    entry: str | None = None,
+    prefix: str | None = None,
 ) -> LoadReport:
     """Load weights of any supported layout into a resdet network.
 
     Layouts: torchvision/timm ResNet and torchvision VGG state dicts, Detectron2 checkpoints
     (``.pth`` and ``.pkl``, with ``backbone.``/``backbone.bottom_up.``/``roi_heads.res5.``
-    prefixes), MSRA/Caffe2 ``.pkl`` blobs, and resdet checkpoints (``module.`` prefixes too).
+    prefixes), MSRA/Caffe2 ``.pkl`` blobs, resdet checkpoints (``module.`` prefixes too), and the
+    training checkpoints of torchvision's reference scripts, timm, Lightning, Detectron2,
+    MMPretrain/MMDetection, MoCo, DINO and SwAV (:mod:`resdet.checkpoint.entries`).
     ``.pkl`` files go through the restricted unpickler, others through
     ``torch.load(weights_only=True)``. Classifier-head weights (``fc``, ``fc1000``, ``fc6-8``) that
     a backbone has no place for are reported as unexpected and otherwise ignored. BatchNorm layers
@@ -96,33 +222,51 @@ def load_weights(
 
     Args:
         model: a network from :mod:`resdet.modeling` (classifier, backbone or stage).
-        weights: a path, ``torchvision://NAME`` or URL (see :func:`resolve_weights`), or an
-            already loaded state dict / checkpoint dict.
+        weights: a path, ``torchvision://NAME`` or URL (see :func:`resolve_weights`), an
+            already loaded state dict / checkpoint dict, or :class:`ConvertedWeights` (used as
+            they are: nothing is converted twice).
         arch: the architecture name the caller built, used in messages.
-        strict_shapes: a shape mismatch is an error (True) or the key is skipped (False).
+        purpose: ``"finetune"`` (training follows: a classifier for another class count is a
+            warning and starts from scratch) or ``"evaluate"`` (nothing will train the model:
+            any missing or mismatched weight is an error); see :meth:`LoadReport.check`.
+        strict_shapes: with ``"finetune"``, a shape mismatch outside the classifier is an error
+            (True) or the key is skipped with a warning (False).
         strict: missing keys are an error instead of a warning.
         sha256: pin the file's sha256 (refused on mismatch).
         source_prefix: load only checkpoint keys under this resdet prefix, with it removed, e.g.
             ``"res5."`` for a res5 head built with ``build_stage``.
         source: how messages name already loaded ``weights`` (e.g. the file they came from).
+        entry: the file's entry holding the weights, instead of its trainer's default
+            (``"model"``, ``"state_dict_ema"``, ``"student"``...).
+        prefix: the network to take from a file holding several (``"encoder_k."``).
 
     Returns:
         A :class:`LoadReport`.
 
     Raises:
-        UserError: unreadable/unsafe file, a shape mismatch (names the key and both shapes),
-            nothing matching at all, or (with ``strict``) missing keys.
+        UserError: unreadable/unsafe file, an unknown checkpoint layout, weights that do not fit
+            for ``purpose`` (counts and first keys), nothing matching at all, or (with
+            ``strict``) missing keys.
     """
-    if isinstance(weights, (str, Path)):
-        source = source or str(weights)
-        obj = read_weights_file(resolve_weights(weights, sha256=sha256))
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
+    if isinstance(weights, ConvertedWeights):
+        # the caller converted (and described) the file once, maybe to load it in parts
+        source, converted = source or "<converted weights>", weights
     else:
-        source, obj = source or "<state dict>", weights
+        if isinstance(weights, (str, Path)):
+            source = source or str(weights)
+            obj = read_weights_file(resolve_weights(weights, sha256=sha256))
+        else:
+            source, obj = source or "<state dict>", weights
+        converted = convert_to_resdet(obj, source, entry=entry, prefix=prefix)
+        logger.info("Read %s", converted.describe(source))
     if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         model = model.module
-    converted = convert_to_resdet(obj, source)
-    report = LoadReport(source_format=converted.source_format)
+    report = LoadReport(source_format=converted.source_format, kind=converted.kind,
+                        entry=converted.entry)
     what = f"{source} ({converted.source_format})"
+    model_name = f"the model {arch}" if arch else "the model"
 
     model_sd = model.state_dict()
     new_sd: dict[str, torch.Tensor] = {}
@@ -139,15 +283,8 @@ def load_weights(
             report.unexpected.append(name)
             continue
         if _shape(model_sd[key]) != _shape(tensor):
-            if strict_shapes:
-                src = converted.source_names.get(name, name)
-                alias = f" (resdet name '{key}')" if src != key else ""
-                raise UserError(
-                    f"{source}: weight '{src}'{alias} has shape {_shape(tensor)} but the model"
-                    f"{' ' + arch if arch else ''} expects {_shape(model_sd[key])}; build the "
-                    "architecture and options the weights were made for (or skip such keys with "
-                    "strict_shapes=False)")
             report.mismatched.append(key)
+            report.mismatched_shapes[key] = (_shape(tensor), _shape(model_sd[key]))
             continue
         new_sd[key] = tensor
         report.matched.append(key)
@@ -169,14 +306,29 @@ def load_weights(
         raise UserError(f"no weight in {what} fits the model{' ' + arch if arch else ''} (its "
                         f"names, as resdet names: {sample_src}; the model's: {sample_model}); "
                         "check the architecture and the file")
+    if purpose == "evaluate":
+        report.check("evaluate", source=source, model=model_name)
+    elif strict_shapes:
+        others = [k for k in report.mismatched if k not in report.class_count_mismatches()]
+        if others:
+            key = others[0]
+            name = source_prefix + key
+            src = converted.source_names.get(name, name)
+            alias = f" (resdet name '{key}')" if src != key else ""
+            have, want = report.mismatched_shapes[key]
+            more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
+            raise UserError(
+                f"{source}: weight '{src}'{alias} has shape {have} but {model_name} expects "
+                f"{want}{more}; build the architecture and options the weights were made for")
     if strict and report.missing:
-        raise UserError(f"{source} lacks {len(report.missing)} weights the model"
-                        f"{' ' + arch if arch else ''} needs ({group_names(report.missing[:8])}"
+        raise UserError(f"{source} lacks {len(report.missing)} weights {model_name} needs "
+                        f"({group_names(report.missing[:8])}"
                         f"{', ...' if len(report.missing) > 8 else ''}); check the architecture "
                         "name or pass complete weights")
 
     model.load_state_dict(new_sd, strict=False)
     _log_report(report, what, converted.ignored, outside, source_prefix)
+    report.warn_class_count(source)
     return report
 
 
@@ -198,8 +350,9 @@ def _log_report(report: LoadReport, what: str, ignored: list[str], outside: int,
                     group_names(heads))
     if others:
         logger.warning("Unexpected weights not used by the model: %s", group_names(others))
-    if report.mismatched:
-        logger.warning("Skipped for shape mismatch: %s", group_names(report.mismatched))
+    others = [k for k in report.mismatched if k not in report.class_count_mismatches()]
+    if others:
+        logger.warning("Skipped for shape mismatch: %s", group_names(others))
     if outside:
         logger.info("%d weights outside '%s' not considered", outside, source_prefix)
     if ignored:

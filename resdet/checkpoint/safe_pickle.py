@@ -4,6 +4,13 @@ A pickle is a small program: its ``GLOBAL``/``REDUCE`` opcodes can import and ca
 ``pickle.load`` on a downloaded file is code execution. Weight pickles (Detectron2's model zoo, the
 MSRA/Caffe2 ``R-50.pkl`` files) only need plain containers and numpy arrays, so this unpickler
 admits exactly those globals and refuses everything else *before* it is called: nothing runs.
+
+Training checkpoints of other trainers also hold their options as plain-data objects
+(``argparse.Namespace`` in torchvision's reference scripts, timm and DINO; paths): those classes
+are admitted too, here and in ``torch.load(weights_only=True)``'s allow-list
+(:func:`allowed_globals`). Each is rebuilt from its fields without running any of its methods:
+none defines ``__setstate__`` or ``__reduce__``-time code beyond its constructor's copy of
+strings.
 """
 
 from __future__ import annotations
@@ -28,6 +35,12 @@ _ALLOWED: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
     ("_codecs", "encode"): (("_codecs", "encode"),),
     ("numpy", "ndarray"): (("numpy", "ndarray"),),
     ("numpy", "dtype"): (("numpy", "dtype"),),
+    # the options trainers store next to the weights: plain attribute bags and paths
+    ("argparse", "Namespace"): (("argparse", "Namespace"),),
+    ("types", "SimpleNamespace"): (("types", "SimpleNamespace"),),
+    ("pathlib", "PosixPath"): (("pathlib", "PosixPath"),),
+    ("pathlib", "PurePosixPath"): (("pathlib", "PurePosixPath"),),
+    ("pathlib", "PureWindowsPath"): (("pathlib", "PureWindowsPath"),),
 }
 for _sub in ("core", "_core"):
     for _name in ("_reconstruct", "scalar"):
@@ -67,6 +80,12 @@ def allowed_globals() -> list:
         if cls is not np.dtype and cls not in out:
             out.append(cls)
     return out
+
+
+# the way forward when a file asks for code: only its author can vouch for that code
+RESAVE_ADVICE = ("if you trust the file's author, load it in Python yourself and re-save only "
+                 "the network's state dict (torch.save(state_dict, 'weights.pth')), then pass "
+                 "that file")
 
 
 class _RefusedGlobal(Exception):
@@ -121,7 +140,7 @@ def load_plain_pickle(path: str | Path) -> dict:
                              "with torch.load (name it .pth)") from None
     except _RefusedGlobal as e:
         raise UserError(f"{path} is not a plain weight pickle: it asks to load {e.qualname}, "
-                        "which resdet refuses to run") from None
+                        f"which resdet refuses to run; {RESAVE_ADVICE}") from None
     except MemoryError:
         raise UserError(f"{path} is not a readable weight pickle (it is corrupt); "
                         "download it again") from None

@@ -1,15 +1,19 @@
-"""Put resdet's builtin detection datasets into Detectron2's DatasetCatalog and MetadataCatalog.
+"""resdet's dataset names in Detectron2's DatasetCatalog and MetadataCatalog, leaving
+Detectron2's own names as Detectron2 has them.
 
 Detectron2 registers COCO 2017 and most VOC splits itself (``detectron2/data/datasets/
-builtin.py``). Their names and metadata are kept, but the records come from resdet's loaders
-(:mod:`resdet.data.catalog`), which read the same files into the same dicts and, unlike
-Detectron2's, turn a malformed annotation file into one sentence naming it and skip impossible
-boxes and unknown categories with a warning and a count (issue 7). resdet adds the names
-Detectron2 lacks: ``voc_2012_test`` (no public labels) and ``shapes_{train,val}``.
+builtin.py``); a plugin leaves those registrations alone, so ``DatasetCatalog.get
+("coco_2017_val")`` still gives Detectron2's records with every field (segmentation, keypoints)
+after ``import resdet.d2``. resdet adds only the names Detectron2 lacks: ``voc_2012_test`` (no
+public labels) and ``shapes_{train,val}``.
 
-Detectron2 reads ``$DETECTRON2_DATASETS`` once, when ``detectron2.data`` is imported; resdet reads
-it at each use. The metadata's paths are refreshed whenever :func:`register_resdet_datasets` runs
-again after the variable changed, so both engines always read the same folder.
+The Detectron2 engine's own runs do not go through Detectron2's catalog for resdet's names: its
+loaders take resdet's records directly (:mod:`resdet.d2.data`), which turn a malformed annotation
+file into one sentence naming it and apply resdet's box policy, exactly as on the torchvision
+engine.
+
+resdet reads ``$DETECTRON2_DATASETS`` at each use; the paths of the names resdet registered are
+refreshed whenever :func:`register_resdet_datasets` runs again after the variable changed.
 """
 
 from __future__ import annotations
@@ -36,34 +40,32 @@ def _is_detection(meta: dict) -> bool:
 
 
 def _register(name: str, meta: dict) -> None:
-    """Register resdet's loader for ``name``, keeping Detectron2's metadata where it had some."""
-    old_meta = {}
-    if name in DatasetCatalog.list():
-        old_meta = MetadataCatalog.get(name).as_dict()
+    """Register resdet's loader and metadata for a name resdet owns in Detectron2's catalog."""
+    if name in _OWN:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
-    old_meta.pop("name", None)
 
     def load(n: str = name) -> List[dict]:
         return catalog.get_dataset_dicts(n)
 
     DatasetCatalog.register(name, load)
-    # The evaluators and the visualiser read these; resdet's paths win (the current root).
-    MetadataCatalog.get(name).set(**{**old_meta,
-                                     **{k: v for k, v in meta.items() if k != "name"}})
+    MetadataCatalog.get(name).set(**{k: v for k, v in meta.items() if k != "name"})
     _OWN[name] = tuple(meta.get(k) for k in _PATH_KEYS)
 
 
 def register_resdet_datasets() -> List[str]:
-    """Make every resdet builtin detection dataset known to Detectron2 (idempotent).
+    """Make resdet's builtin detection datasets that Detectron2 lacks known to Detectron2
+    (idempotent); names Detectron2 registered itself are never touched.
 
-    Call it again after changing ``$DETECTRON2_DATASETS``; it then re-points the registrations.
+    Call it again after changing ``$DETECTRON2_DATASETS``; it then re-points resdet's names.
 
     Returns:
         The names registered or re-registered by this call.
     """
     changed = []
     for name in catalog.list_datasets():
+        if name not in _OWN and name in DatasetCatalog.list():
+            continue  # Detectron2's own (or the user's): left as it is
         meta = catalog.get_metadata(name)
         if not _is_detection(meta):
             continue
@@ -87,7 +89,7 @@ def prepare_datasets(names, key: str = "DATASETS") -> None:
         UserError: an unknown name, or a builtin dataset whose files are not where they belong
             (the message names the path expected).
     """
-    known = set(DatasetCatalog.list())
+    known = set(catalog.list_datasets()) | set(DatasetCatalog.list())
     for name in names:
         if name not in known:
             near = difflib.get_close_matches(name, sorted(known), n=1)
@@ -98,7 +100,7 @@ def prepare_datasets(names, key: str = "DATASETS") -> None:
         if name not in catalog.list_datasets():
             continue
         meta = catalog.get_metadata(name)
-        paths = [meta[k] for k in ("json_file", "image_root", "dirname") if meta.get(k)]
+        paths = [meta[k] for k in _PATH_KEYS if meta.get(k)]
         for path in paths:
             if not os.path.exists(path):
                 raise UserError(

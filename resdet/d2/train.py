@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 from detectron2.config import get_cfg as d2_get_cfg
-from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
+from detectron2.data import MetadataCatalog
 from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, default_setup
 from detectron2.evaluation import (
     COCOEvaluator,
@@ -33,8 +33,9 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 
 from resdet.config import add_resdet_config, check_keys_honoured, flatten, load_config
 from resdet.d2.checkpoint import ResdetCheckpointer
+from resdet.d2 import data as d2_data
+from resdet.d2.data import SkippingDatasetMapper  # noqa: F401  (its old import path)
 from resdet.d2.datasets import prepare_datasets, register_resdet_datasets
-from resdet.data import catalog
 from resdet.engine.events import write_eval_results
 from resdet.d2.voc_submission import VOCSubmissionWriter
 from resdet.errors import UserError
@@ -43,33 +44,6 @@ logger = logging.getLogger(__name__)
 
 # resdet keys the Detectron2 engine does not implement: setting one is an error (DESIGN.md).
 _UNSUPPORTED_KEYS = ("SOLVER.SKIP_NONFINITE_LOSS", "SOLVER.CHANNELS_LAST", "SOLVER.COMPILE")
-
-
-class SkippingDatasetMapper(DatasetMapper):
-    """Detectron2's training mapper that skips an unreadable image with a warning and a count.
-
-    Returning None makes Detectron2's ``MapDataset`` draw another image, so training goes on.
-    """
-
-    def __init__(self, *args, skip_bad: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.skip_bad = skip_bad
-        self.skipped = 0
-
-    def __call__(self, dataset_dict: dict) -> Optional[dict]:
-        try:
-            return super().__call__(dataset_dict)
-        except (OSError, ValueError, SyntaxError) as e:
-            file_name = dataset_dict.get("file_name", "?")
-            if not self.skip_bad:
-                raise UserError(
-                    f"Cannot read training image {file_name} ({e}); fix or remove it, or set "
-                    "DATALOADER.SKIP_BAD_SAMPLES True to skip it."
-                ) from e
-            self.skipped += 1
-            logger.warning("Skipping unreadable image %s (%s); %d image(s) skipped so far in this "
-                           "loader process.", file_name, e, self.skipped)
-            return None
 
 
 class SignalCheckpointHook(HookBase):
@@ -185,15 +159,12 @@ class ResdetTrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        if not cfg.DATALOADER.SKIP_BAD_SAMPLES:
-            # The catalog's loaders skip bad annotations with a warning; this setting asks to
-            # fail at the first one instead, so read the training sets strictly once first.
-            for name in cfg.DATASETS.TRAIN:
-                if name in catalog.list_datasets():
-                    catalog.get_dataset_dicts(name, strict=True)
-        mapper = SkippingDatasetMapper(cfg, is_train=True,
-                                       skip_bad=cfg.DATALOADER.SKIP_BAD_SAMPLES)
-        return build_detection_train_loader(cfg, mapper=mapper)
+        # resdet's records and mapper (resdet.d2.data): the torchvision engine's pixels and boxes.
+        return d2_data.build_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return d2_data.build_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None):

@@ -1,5 +1,9 @@
-"""Datasets: the catalog of builtin names, loaders in the official layouts, image reading."""
+"""Datasets: the catalog of builtin names, loaders in the official layouts, image reading.
 
+Importing the package registers every builtin name (:mod:`resdet.data.builtin`).
+"""
+
+from resdet.data.annotations import filter_empty_annotations
 from resdet.data.catalog import (
     dataset_root,
     get_dataset_dicts,
@@ -7,7 +11,6 @@ from resdet.data.catalog import (
     list_datasets,
     register,
 )
-from resdet.data.detection_checks import filter_empty_annotations
 from resdet.data.image_io import read_image
 
 __all__ = [
@@ -20,5 +23,4 @@ __all__ = [
     "register",
 ]
 
-# Registers imagenet_{train,val}, cifar10_{train,test}, synthetic_imagenet{,_val}.
-from resdet.data import classification as _classification  # noqa: E402,F401
+from resdet.data import builtin as _builtin  # noqa: E402,F401  (registers the builtin names)

@@ -15,8 +15,9 @@ shapes_{train,val}     shapes/ (generated on first use, see :mod:`resdet.data.sh
 =====================  ====================================================================
 
 Records are Detectron2's standard dataset dicts, so ``DatasetCatalog.register(name, lambda:
-get_dataset_dicts(name))`` plugs them into Detectron2 unchanged. Other modules add names with
-:func:`register` (the classification datasets do).
+get_dataset_dicts(name))`` plugs them into Detectron2 unchanged. This module is the registry only;
+the builtin names are registered in one place, :mod:`resdet.data.builtin` (imported by
+``resdet.data``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import copy
 import difflib
 import inspect
 import os
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from resdet.errors import UserError
 
@@ -51,20 +52,14 @@ COCO_CATEGORIES = (
     (88, "teddy bear"), (89, "hair drier"), (90, "toothbrush"),
 )
 
-_COCO_SPLITS = {
-    "coco_2017_train": ("coco/train2017", "coco/annotations/instances_train2017.json"),
-    "coco_2017_val": ("coco/val2017", "coco/annotations/instances_val2017.json"),
-}
-_VOC_SPLITS = [
-    (f"voc_{year}_{split}", f"VOC{year}", split, year)
-    for year in (2007, 2012) for split in ("trainval", "train", "val", "test")
-]
 
 
 class _Entry:
-    def __init__(self, loader: Callable[..., List[dict]], metadata: Callable[[], Dict[str, Any]]):
+    def __init__(self, loader: Callable[..., List[dict]], metadata: Callable[[], Dict[str, Any]],
+                 prepare: Optional[Callable[[], None]] = None):
         self.loader = loader
         self.metadata = metadata
+        self.prepare = prepare
 
 
 _REGISTRY: Dict[str, _Entry] = {}
@@ -76,19 +71,22 @@ def dataset_root() -> str:
 
 
 def register(name: str, loader_fn: Callable[..., List[dict]],
-             metadata: "Dict[str, Any] | Callable[[], Dict[str, Any]]") -> None:
+             metadata: "Dict[str, Any] | Callable[[], Dict[str, Any]]",
+             prepare: Optional[Callable[[], None]] = None) -> None:
     """Register a dataset name.
 
     Args:
         name: the dataset's name (must be new).
-        loader_fn: returns the records; called with ``strict=`` if it takes that argument.
+        loader_fn: returns the records; called with ``strict=`` and ``problems=`` (a
+            :class:`~resdet.data.problems.ProblemLog`) if it takes those arguments.
         metadata: a dict, or a function returning one (evaluated at each :func:`get_metadata`, so
             paths can follow ``$DETECTRON2_DATASETS``).
+        prepare: makes the dataset's files if they are generated on first use (``shapes_*``).
     """
     if name in _REGISTRY:
         raise ValueError(f"dataset {name!r} is already registered")
     meta_fn = metadata if callable(metadata) else (lambda m=dict(metadata): m)
-    _REGISTRY[name] = _Entry(loader_fn, meta_fn)
+    _REGISTRY[name] = _Entry(loader_fn, meta_fn, prepare)
 
 
 def list_datasets() -> List[str]:
@@ -122,24 +120,41 @@ def get_metadata(name: str) -> Dict[str, Any]:
     return copy.deepcopy(_entry(name).metadata())
 
 
-def get_dataset_dicts(name: str, *, strict: bool = False) -> List[dict]:
+def _takes(fn: Callable, arg: str) -> bool:
+    try:
+        return arg in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def get_dataset_dicts(name: str, *, strict: bool = False, problems: Any = None) -> List[dict]:
     """Load a dataset's records (Detectron2 standard dataset dicts).
 
     Args:
         name: a registered name (see :func:`list_datasets`).
         strict: raise :class:`UserError` at the first bad image record or annotation instead of
             skipping it with a warning.
+        problems: a :class:`~resdet.data.problems.ProblemLog` that collects every problem and
+            clipped box (``datasets/check.py`` passes one), for loaders that take it.
 
     Raises:
         UserError: unknown name, the dataset is not on disk (the message names the path
             expected), or (strict) a bad record.
     """
     loader = _entry(name).loader
-    try:
-        takes_strict = "strict" in inspect.signature(loader).parameters
-    except (TypeError, ValueError):
-        takes_strict = False
-    return loader(strict=strict) if takes_strict else loader()
+    kwargs: Dict[str, Any] = {}
+    if _takes(loader, "strict"):
+        kwargs["strict"] = strict
+    if problems is not None and _takes(loader, "problems"):
+        kwargs["problems"] = problems
+    return loader(**kwargs)
+
+
+def ensure_generated(name: str) -> None:
+    """Generate a dataset that is made on first use (``shapes_*``); no-op for others."""
+    entry = _REGISTRY.get(name)
+    if entry is not None and entry.prepare is not None:
+        entry.prepare()
 
 
 def missing_dataset_error(name: str, path: str) -> UserError:
@@ -148,105 +163,3 @@ def missing_dataset_error(name: str, path: str) -> UserError:
         f"Dataset {name} is not on disk: {path} does not exist; put it there in the official "
         f"layout (see {_README}) or set $DETECTRON2_DATASETS to the folder that holds it."
     )
-
-
-# ---- builtin registrations -------------------------------------------------------------------
-
-def _coco_metadata(name: str) -> Dict[str, Any]:
-    image_dir, json_rel = _COCO_SPLITS[name]
-    root = dataset_root()
-    return {
-        "name": name,
-        "thing_classes": [n for _, n in COCO_CATEGORIES],
-        "thing_dataset_id_to_contiguous_id": {i: k for k, (i, _) in enumerate(COCO_CATEGORIES)},
-        "evaluator_type": "coco",
-        "json_file": os.path.join(root, json_rel),
-        "image_root": os.path.join(root, image_dir),
-    }
-
-
-def _load_coco(name: str, strict: bool = False) -> List[dict]:
-    from resdet.data.coco import load_coco_json
-
-    meta = _coco_metadata(name)
-    for path in (meta["json_file"], meta["image_root"]):
-        if not os.path.exists(path):
-            raise missing_dataset_error(name, path)
-    dicts, _ = load_coco_json(meta["json_file"], meta["image_root"],
-                              id_map=meta["thing_dataset_id_to_contiguous_id"], strict=strict)
-    return dicts
-
-
-def _voc_metadata(name: str, dirname: str, split: str, year: int) -> Dict[str, Any]:
-    from resdet.data.voc import VOC_CLASSES
-
-    return {
-        "name": name,
-        "thing_classes": list(VOC_CLASSES),
-        "evaluator_type": "pascal_voc",
-        "dirname": os.path.join(dataset_root(), dirname),
-        "year": year,
-        "split": split,
-    }
-
-
-def _load_voc(name: str, dirname: str, split: str, year: int, strict: bool = False) -> List[dict]:
-    from resdet.data.voc import load_voc_instances
-
-    meta = _voc_metadata(name, dirname, split, year)
-    for path in (meta["dirname"], os.path.join(meta["dirname"], "ImageSets", "Main",
-                                               split + ".txt")):
-        if not os.path.exists(path):
-            raise missing_dataset_error(name, path)
-    return load_voc_instances(meta["dirname"], split, meta["thing_classes"],
-                              labels_required=not (year == 2012 and split == "test"),
-                              strict=strict)
-
-
-def _shapes_metadata(name: str) -> Dict[str, Any]:
-    from resdet.data.shapes import SHAPES_CLASSES, shapes_paths
-
-    image_root, json_file = shapes_paths(dataset_root(), name.split("_", 1)[1])
-    return {
-        "name": name,
-        "thing_classes": list(SHAPES_CLASSES),
-        "thing_dataset_id_to_contiguous_id": {k + 1: k for k in range(len(SHAPES_CLASSES))},
-        "evaluator_type": "coco",
-        "json_file": json_file,
-        "image_root": image_root,
-    }
-
-
-def _load_shapes(name: str, strict: bool = False) -> List[dict]:
-    from resdet.data.coco import load_coco_json
-    from resdet.data.shapes import ensure_shapes
-
-    ensure_shapes(dataset_root())
-    meta = _shapes_metadata(name)
-    dicts, _ = load_coco_json(meta["json_file"], meta["image_root"],
-                              id_map=meta["thing_dataset_id_to_contiguous_id"], strict=strict)
-    return dicts
-
-
-def ensure_generated(name: str) -> None:
-    """Generate a dataset that is made on first use (``shapes_*``); no-op for others."""
-    if name.startswith("shapes_") and name in _REGISTRY:
-        from resdet.data.shapes import ensure_shapes
-
-        ensure_shapes(dataset_root())
-
-
-def _register_builtins() -> None:
-    for name in _COCO_SPLITS:
-        register(name, lambda strict=False, n=name: _load_coco(n, strict),
-                 lambda n=name: _coco_metadata(n))
-    for name, dirname, split, year in _VOC_SPLITS:
-        register(name,
-                 lambda strict=False, a=(name, dirname, split, year): _load_voc(*a, strict=strict),
-                 lambda a=(name, dirname, split, year): _voc_metadata(*a))
-    for name in ("shapes_train", "shapes_val"):
-        register(name, lambda strict=False, n=name: _load_shapes(n, strict),
-                 lambda n=name: _shapes_metadata(n))
-
-
-_register_builtins()

@@ -1,8 +1,9 @@
 """CIFAR-10 "python version" batches, read as published, through a restricted unpickler.
 
-Layout (as extracted from ``cifar-10-python.tar.gz``)::
+Layout (as extracted from ``cifar-10-python.tar.gz``), in either of two places::
 
-    root/cifar10/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}
+    root/cifar10/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}   (resdet's)
+    root/cifar-10-batches-py/...      (where torchvision's CIFAR10(root, download=True) puts it)
 
 Each batch is a Python 2 pickle of ``{b"batch_label", b"labels", b"data", b"filenames"}`` with
 ``data`` a 10000x3072 uint8 array (1024 red, 1024 green, 1024 blue values per image, row-major).
@@ -22,6 +23,8 @@ import numpy as np
 from resdet.errors import UserError
 
 CIFAR10_SUBDIR = os.path.join("cifar10", "cifar-10-batches-py")
+# torchvision.datasets.CIFAR10's base_folder, directly under its root
+TORCHVISION_SUBDIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -76,7 +79,7 @@ def read_cifar_batch(path: str) -> Tuple[np.ndarray, List[int]]:
     """
     if not os.path.isfile(path):
         raise UserError(f"CIFAR-10 batch {path} does not exist; extract cifar-10-python.tar.gz "
-                        "so that cifar10/cifar-10-batches-py/ holds data_batch_1..5 and "
+                        f"again so that {os.path.dirname(path)} holds data_batch_1..5 and "
                         "test_batch (see datasets/README.md).")
     try:
         with open(path, "rb") as f:
@@ -100,6 +103,16 @@ def read_cifar_batch(path: str) -> Tuple[np.ndarray, List[int]]:
     return np.ascontiguousarray(images), labels
 
 
+def cifar10_folder(root: str) -> str:
+    """The ``cifar-10-batches-py`` folder under ``root``: ``cifar10/cifar-10-batches-py`` (resdet's
+    layout, preferred when both exist), else ``cifar-10-batches-py`` (torchvision's); the first
+    when neither exists (for messages)."""
+    for sub in (CIFAR10_SUBDIR, TORCHVISION_SUBDIR):
+        if os.path.isdir(os.path.join(root, sub)):
+            return os.path.join(root, sub)
+    return os.path.join(root, CIFAR10_SUBDIR)
+
+
 def load_cifar10(root: str, train: bool) -> Tuple[np.ndarray, np.ndarray]:
     """All images and labels of the training (50k) or test (10k) set.
 
@@ -110,11 +123,12 @@ def load_cifar10(root: str, train: bool) -> Tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(images N x 32 x 32 x 3 uint8, labels N int64)``.
     """
-    folder = os.path.join(root, CIFAR10_SUBDIR)
+    folder = cifar10_folder(root)
     if not os.path.isdir(folder):
-        raise UserError(f"Dataset cifar10 is not on disk: {folder} does not exist; extract "
-                        "cifar-10-python.tar.gz there (see datasets/README.md) or set "
-                        "$DETECTRON2_DATASETS to the folder that holds cifar10/.")
+        raise UserError(f"Dataset cifar10 is not on disk: neither {folder} nor "
+                        f"{os.path.join(root, TORCHVISION_SUBDIR)} exists; extract "
+                        "cifar-10-python.tar.gz into one of them (see datasets/README.md) or set "
+                        "$DETECTRON2_DATASETS to the folder that holds it.")
     parts = [read_cifar_batch(os.path.join(folder, n))
              for n in (TRAIN_BATCHES if train else TEST_BATCHES)]
     images = np.concatenate([p[0] for p in parts])

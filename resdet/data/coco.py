@@ -3,7 +3,7 @@
 Follows ``detectron2/data/datasets/coco.py:load_coco_json`` (images sorted by id, ``bbox_mode``
 XYWH_ABS, category ids mapped to contiguous 0-based ids) but parses with :mod:`json` alone (no
 pycocotools needed) and checks every record: a bad annotation is skipped with a warning naming the
-file and annotation id (see :class:`~resdet.data.detection_checks.ProblemLog`), where Detectron2
+file and annotation id (see :class:`~resdet.data.problems.ProblemLog`), where Detectron2
 would stop with an assertion or carry the bad box into training. Image files are not opened here;
 the data loader reads them lazily and ``datasets/check.py`` checks them eagerly.
 """
@@ -15,14 +15,14 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from resdet.data.annotations import XYWH_ABS, XYXY_ABS, box_problem, clip_box, crosses_border
 from resdet.data.coco_format import normalize_coco_gt
-from resdet.data.detection_checks import ProblemLog, box_problem
+from resdet.data.problems import ProblemLog
 from resdet.errors import UserError
 
 logger = logging.getLogger("resdet.data")
 
-XYXY_ABS = 0  # detectron2.structures.BoxMode.XYXY_ABS
-XYWH_ABS = 1  # detectron2.structures.BoxMode.XYWH_ABS
+__all__ = ["XYWH_ABS", "XYXY_ABS", "coco_categories", "load_coco_json", "read_json"]
 
 
 def read_json(path: str) -> Any:
@@ -155,6 +155,12 @@ def load_coco_json(
         if why:
             log.add(f"{where} (image {record['file_name']}) {why}")
             continue
+        if crosses_border((x, y, x + w, y + h), record["width"], record["height"]):
+            x0, y0, x1, y1 = clip_box((x, y, x + w, y + h), record["width"], record["height"])
+            log.clip(f"{where} (image {record['file_name']}) has a box {[x, y, w, h]} (XYWH) "
+                     f"crossing the {record['width']}x{record['height']} image's border; "
+                     f"clipped to {[x0, y0, x1 - x0, y1 - y0]}")
+            x, y, w, h = x0, y0, x1 - x0, y1 - y0
         iscrowd = ann.get("iscrowd", 0)
         if iscrowd not in (0, 1):
             log.add(f"{where} (image {record['file_name']}) has iscrowd {iscrowd!r}, not 0 or 1")

@@ -1,108 +1,39 @@
-"""Collect the problems a detection dataset has, so loaders can skip, count and name them.
+"""The dataset checker behind ``datasets/check.py``: load a registered dataset through the
+catalog's own loader, collecting every problem, then open every image.
 
-Loaders report each bad record to a :class:`ProblemLog`: by default it is logged as a warning that
-names the file (and annotation id or XML element) and then skipped; with ``strict=True`` the first
-problem raises :class:`~resdet.errors.UserError`. ``datasets/check.py`` reads the whole list.
+Problems are records or annotations the loaders skip, and images the training mappers would skip
+(missing, unreadable or truncated files; a decoded size that is not the annotation's); boxes
+clipped to the image border are counted apart (:attr:`ProblemLog.clipped`). The loader helpers
+live in :mod:`resdet.data.problems` and :mod:`resdet.data.annotations`; their old import path
+here keeps working.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import os
-from typing import List, Optional, Sequence
+from typing import List
 
+from resdet.data import catalog
+from resdet.data.annotations import BOX_BORDER_SLACK, box_problem, filter_empty_annotations
+from resdet.data.image_checks import check_record_image
+from resdet.data.problems import ProblemLog
 from resdet.errors import UserError
 
-logger = logging.getLogger("resdet.data")
-
-# Slack, in pixels, before a box counts as out of the image: COCO's float boxes from polygons
-# often end a fraction of a pixel past the border, and VOC's 1-based xmax may equal the width.
-BOX_BORDER_SLACK = 1.0
-
-
-class ProblemLog:
-    """Problems found while loading one dataset.
-
-    Args:
-        source: what is being loaded (a file or folder), used in the summary line.
-        strict: raise :class:`UserError` at the first problem instead of skipping it.
-        max_warnings: how many problems are logged one by one; the rest only count.
-    """
-
-    def __init__(self, source: str, *, strict: bool = False, max_warnings: int = 20):
-        self.source = source
-        self.strict = strict
-        self.max_warnings = max_warnings
-        self.problems: List[str] = []
-        self.notes: List[str] = []
-
-    def add(self, message: str) -> None:
-        """Record one problem; ``message`` is a sentence naming the file and what is wrong."""
-        if self.strict:
-            raise UserError(message + "; fix or remove it (datasets/check.py lists every "
-                            "problem), or set DATALOADER.SKIP_BAD_SAMPLES True to skip such "
-                            "records with a warning")
-        self.problems.append(message)
-        if len(self.problems) <= self.max_warnings:
-            logger.warning("%s; skipped.", message)
-
-    def note(self, message: str) -> None:
-        """Record something worth knowing that is not an error (e.g. an image without boxes)."""
-        self.notes.append(message)
-
-    def summarize(self) -> None:
-        """Log one line with the count of skipped records, if any."""
-        n = len(self.problems)
-        if n:
-            more = f" ({n - self.max_warnings} not shown)" if n > self.max_warnings else ""
-            logger.warning("%s: %d problem(s) skipped%s; run datasets/check.py for the full list.",
-                           self.source, n, more)
-
-
-def box_problem(xyxy: Sequence[float], width: Optional[float], height: Optional[float]) -> str:
-    """Why an absolute XYXY box is unusable, or ``""`` if it is fine.
-
-    A box is unusable when a coordinate is not finite, its width or height is not positive, or it
-    lies outside the image by more than :data:`BOX_BORDER_SLACK` pixels.
-    """
-    if len(xyxy) != 4:
-        return f"has {len(xyxy)} box coordinates instead of 4"
-    x0, y0, x1, y1 = xyxy
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (x0, y0, x1, y1)):
-        return f"has a non-finite box {list(xyxy)}"
-    if x1 - x0 <= 0 or y1 - y0 <= 0:
-        return f"has a box of non-positive size {list(xyxy)} (width {x1 - x0:g}, " \
-               f"height {y1 - y0:g})"
-    s = BOX_BORDER_SLACK
-    if width is not None and height is not None and (
-        x0 < -s or y0 < -s or x1 > width + s or y1 > height + s
-    ):
-        return f"has a box {list(xyxy)} outside the {width}x{height} image"
-    return ""
-
-
-def filter_empty_annotations(dataset_dicts: List[dict], name: str = "") -> List[dict]:
-    """Drop images without (non-crowd) boxes for training, as Detectron2's
-    ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` does; logs how many were dropped.
-
-    Evaluation keeps them: they still count for false positives.
-    """
-    kept = [
-        d for d in dataset_dicts
-        if any(a.get("iscrowd", 0) == 0 for a in d.get("annotations", ()))
-    ]
-    n = len(dataset_dicts) - len(kept)
-    if n:
-        logger.info("%s: removed %d images without annotations for training; %d left.",
-                    name or "dataset", n, len(kept))
-    return kept
+__all__ = [
+    "BOX_BORDER_SLACK",
+    "ProblemLog",
+    "box_problem",
+    "check_dataset",
+    "check_images",
+    "filter_empty_annotations",
+]
 
 
 def check_images(dataset_dicts: List[dict], log: ProblemLog, *, decode: bool = True,
                  workers: int = 0) -> None:
-    """Open every image eagerly: missing, unreadable or truncated files, and sizes that differ
-    from the annotation's, are added to ``log``.
+    """Open every image eagerly, as the training mappers will: missing, unreadable or truncated
+    files, and sizes that differ from the annotation's (in both EXIF frames), are added to
+    ``log``.
 
     Args:
         decode: decode the pixels (finds truncated files); ``False`` reads only the headers.
@@ -110,65 +41,43 @@ def check_images(dataset_dicts: List[dict], log: ProblemLog, *, decode: bool = T
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from resdet.data.image_io import image_size, read_image
-
-    def one(d: dict) -> str:
-        try:
-            if decode:
-                h, w = read_image(d["file_name"]).shape[:2]
-            else:
-                h, w = image_size(d["file_name"])
-        except UserError as e:
-            return str(e).split(";")[0]
-        if "height" in d and (h, w) != (d["height"], d["width"]):
-            return (f"Image {d['file_name']} is {w}x{h} but its annotation says "
-                    f"{d['width']}x{d['height']}")
-        return ""
-
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        for msg in pool.map(one, dataset_dicts):
+        for msg in pool.map(lambda d: check_record_image(d, decode=decode), dataset_dicts):
             if msg:
                 log.add(msg)
 
 
+def _source(meta: dict, name: str) -> str:
+    return meta.get("json_file") or meta.get("dirname") or meta.get("root") or name
+
+
 def check_dataset(name: str, *, decode: bool = True) -> ProblemLog:
-    """Validate a builtin dataset eagerly: annotations (or class labels) and every image.
+    """Validate a registered dataset eagerly: annotations (or class labels) and every image.
 
     Returns:
-        The :class:`ProblemLog` with every problem (``.problems``), notes (``.notes``, e.g.
-        images without boxes), and ``.num_images`` / ``.num_boxes`` of the usable records
-        (classification sets: ``.num_classes`` too, and no boxes).
+        The :class:`ProblemLog` with every problem (``.problems``), boxes clipped to the image
+        (``.clipped``), notes (``.notes``, e.g. images without boxes), and ``.num_images`` /
+        ``.num_boxes`` of the usable records (classification sets: ``.num_classes`` too, and no
+        boxes).
 
     Raises:
         UserError: the dataset is unknown, not on disk, or neither detection nor classification.
     """
-    from resdet.data import catalog
-    from resdet.data.coco import load_coco_json
-    from resdet.data.voc import load_voc_instances
-
     meta = catalog.get_metadata(name)
     kind = meta.get("evaluator_type")
+    if kind not in ("coco", "pascal_voc", "classification"):
+        raise UserError(f"{name} is not a detection or classification dataset (evaluator_type "
+                        f"{kind!r}); datasets/check.py validates coco_*, voc_*, shapes_*, "
+                        "imagenet_* and cifar10_* datasets.")
     catalog.ensure_generated(name)
-    if kind == "coco":
-        for path in (meta["json_file"], meta["image_root"]):
-            if not os.path.exists(path):
-                raise catalog.missing_dataset_error(name, path)
-        log = ProblemLog(meta["json_file"], max_warnings=0)
-        dicts, _ = load_coco_json(meta["json_file"], meta["image_root"],
-                                  id_map=meta.get("thing_dataset_id_to_contiguous_id"),
-                                  problems=log)
-    elif kind == "pascal_voc":
-        if not os.path.isdir(meta["dirname"]):
-            raise catalog.missing_dataset_error(name, meta["dirname"])
-        log = ProblemLog(meta["dirname"], max_warnings=0)
-        dicts = load_voc_instances(meta["dirname"], meta["split"], meta["thing_classes"],
-                                   labels_required=not (meta["year"] == 2012
-                                                        and meta["split"] == "test"),
-                                   problems=log)
-    elif kind == "classification":
-        # Loading names a missing folder or label file; then every image is opened.
-        log = ProblemLog(meta.get("root") or name, max_warnings=0)
-        dicts = catalog.get_dataset_dicts(name)
+    log = ProblemLog(_source(meta, name), max_warnings=0)
+    # The catalog's loader finds the files (and names a missing one) exactly as training does.
+    dicts = catalog.get_dataset_dicts(name, problems=log)
+    if kind == "classification":
+        from resdet.data.classification import folder_dataset_problems
+
+        for problem in folder_dataset_problems(name):  # AppleDouble files, skipped in training
+            log.add(problem)
         classes = catalog.get_metadata(name).get("classes") or []  # generated sets exist now
         used = {d["label"] for d in dicts}
         for i, cls in enumerate(classes):
@@ -179,10 +88,6 @@ def check_dataset(name: str, *, decode: bool = True) -> ProblemLog:
         check_images([d for d in dicts if "file_name" in d], log, decode=decode)  # not CIFAR's
         log.num_boxes = 0
         return log
-    else:
-        raise UserError(f"{name} is not a detection or classification dataset (evaluator_type "
-                        f"{kind!r}); datasets/check.py validates coco_*, voc_*, shapes_*, "
-                        "imagenet_* and cifar10_* datasets.")
     check_images(dicts, log, decode=decode)
     log.num_images = len(dicts)
     log.num_boxes = sum(len(d["annotations"]) for d in dicts)

@@ -36,15 +36,19 @@ def _jpeg_is_truncated(data: bytes) -> bool:
     return False
 
 
-def read_image(path: str, format: str = "BGR") -> np.ndarray:  # noqa: A002 (Detectron2's name)
+def read_image(path: str, format: str = "BGR",  # noqa: A002 (Detectron2's name)
+               apply_exif: bool = True) -> np.ndarray:
     """Read an image as an ``H x W x 3`` uint8 array.
 
-    Grey-scale and 4-channel files become 3 channels; the EXIF orientation is applied (OpenCV's
-    ``IMREAD_COLOR`` does so, as Detectron2's ``read_image`` does).
+    Grey-scale and 4-channel files (alpha dropped, CMYK converted) become 3 channels; 16-bit
+    files are scaled to 8 bits (the top byte); the EXIF orientation is applied (OpenCV's
+    ``IMREAD_COLOR`` does so, as Detectron2's ``read_image`` does) unless ``apply_exif`` is
+    False.
 
     Args:
         path: image file.
         format: ``"BGR"`` (OpenCV and Detectron2's default) or ``"RGB"``.
+        apply_exif: rotate/flip by the file's EXIF orientation.
 
     Returns:
         The decoded image.
@@ -71,7 +75,8 @@ def read_image(path: str, format: str = "BGR") -> np.ndarray:  # noqa: A002 (Det
         raise UserError(f"Image {path} is empty; {_FIX}.")
     if data[:2] == _JPEG_START and _jpeg_is_truncated(data):
         raise UserError(f"Image {path} is a truncated JPEG; {_FIX}.")
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    flags = cv2.IMREAD_COLOR if apply_exif else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if img is None:
         raise UserError(f"Image {path} is not a readable image (corrupt or truncated); "
                         f"{_FIX}.")
@@ -80,9 +85,21 @@ def read_image(path: str, format: str = "BGR") -> np.ndarray:  # noqa: A002 (Det
     return img
 
 
-def image_size(path: str) -> tuple:
+def exif_orientation(path: str) -> int:
+    """The EXIF orientation tag of an image file (1, the upright default, when there is none or
+    the file cannot be read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return int(im.getexif().get(0x0112, 1) or 1)
+    except (OSError, SyntaxError, ValueError, TypeError):
+        return 1
+
+
+def image_size(path: str, apply_exif: bool = True) -> tuple:
     """Return ``(height, width)`` from the image header without decoding the pixels (after the
-    EXIF orientation, as :func:`read_image` returns the image).
+    EXIF orientation, as :func:`read_image` returns the image, unless ``apply_exif`` is False).
 
     Raises:
         UserError: the file is missing or not an image.
@@ -95,7 +112,7 @@ def image_size(path: str) -> tuple:
         with Image.open(path) as im:
             w, h = im.size
             # EXIF orientations 5-8 rotate by 90 degrees, which read_image applies.
-            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+            if apply_exif and im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
                 w, h = h, w
     except (OSError, SyntaxError, ValueError):
         raise UserError(f"Image {path} is not a readable image; {_FIX}.") from None

@@ -14,10 +14,11 @@ import os
 import xml.etree.ElementTree as ET
 from typing import List, Optional, Sequence
 
-from resdet.data.detection_checks import ProblemLog, box_problem
+from resdet.data.annotations import XYXY_ABS, box_problem, clip_box, crosses_border
+from resdet.data.problems import ProblemLog
 from resdet.errors import UserError
 
-XYXY_ABS = 0  # detectron2.structures.BoxMode.XYXY_ABS
+__all__ = ["VOC_CLASSES", "XYXY_ABS", "load_voc_instances", "parse_voc_xml", "read_image_set"]
 
 # The standard order (Detectron2's pascal_voc.py CLASS_NAMES; category_id 1..20 in results files).
 VOC_CLASSES = (
@@ -99,6 +100,11 @@ def parse_voc_xml(
         if why:
             log.add(f"{where} ({cls}) {why}")
             continue
+        if crosses_border(box, width, height):
+            clipped = clip_box(box, width, height)
+            log.clip(f"{where} ({cls}) has a box {box} crossing the {width}x{height} image's "
+                     f"border; clipped to {clipped}")
+            box = clipped
         difficult = _text(obj, "difficult")
         instances.append({
             "category_id": class_names.index(cls),

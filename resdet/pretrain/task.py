@@ -19,8 +19,8 @@ logger = logging.getLogger("resdet.pretrain")
 
 @torch.no_grad()
 def evaluate_classifier(model: nn.Module, loader: Any, normalizer: Normalizer, *, mode: str,
-                        device: torch.device, scales: Optional[List[int]] = None
-                        ) -> Dict[str, float]:
+                        device: torch.device, scales: Optional[List[int]] = None,
+                        class_subset: Optional[List[int]] = None) -> Dict[str, float]:
     """Top-1/top-5 error (percent) of ``model`` over this process's shard of a test loader.
 
     Args:
@@ -30,13 +30,15 @@ def evaluate_classifier(model: nn.Module, loader: Any, normalizer: Normalizer, *
         mode: "center", "10crop" or "multiscale".
         device: where to run.
         scales: shorter sides for "multiscale".
+        class_subset: score over these outputs only (see
+            :class:`~resdet.evaluation.classification.ClassificationEvaluator`); None: all.
 
     Returns:
         ``{"top1_err", "top5_err", "num_images"}`` summed over processes.
     """
     was_training = model.training
     model.eval()
-    ev = ClassificationEvaluator()
+    ev = ClassificationEvaluator(class_subset=class_subset)
     try:
         for batch in loader:
             images = batch["image"].to(device, non_blocking=True)
@@ -64,12 +66,15 @@ class ClassificationTask:
         test_mode, crop, resize, scales, test_batch, num_workers, skip_bad: evaluation settings.
         device: where the model runs.
         export_info: extra metadata for ``model_final.pth`` (arch, options).
+        class_subsets: ``{test set name: output indices}`` to score a test set over those outputs
+            only (``--class-subset``); the others are scored over all outputs.
     """
 
     def __init__(self, normalizer: Optional[Normalizer], test_sets: Dict[str, List[dict]], *,
                  test_mode: str, crop: int, resize: int, scales: List[int], test_batch: int,
                  num_workers: int, skip_bad: bool, device: torch.device,
-                 export_info: Optional[Dict[str, Any]] = None):
+                 export_info: Optional[Dict[str, Any]] = None,
+                 class_subsets: Optional[Dict[str, List[int]]] = None):
         self.normalizer = normalizer
         self.test_sets = test_sets
         self.test_mode = test_mode
@@ -81,6 +86,7 @@ class ClassificationTask:
         self.skip_bad = skip_bad
         self.device = device
         self.export_info = dict(export_info or {})
+        self.class_subsets = dict(class_subsets or {})
         self.bad_images = 0
         self.last_results: Optional[Dict[str, Any]] = None
 
@@ -103,7 +109,8 @@ class ClassificationTask:
                                        num_workers=min(self.num_workers, 2))
             results[name] = evaluate_classifier(model, loader, self.normalizer,
                                                 mode=self.test_mode, device=self.device,
-                                                scales=self.scales)
+                                                scales=self.scales,
+                                                class_subset=self.class_subsets.get(name))
         self.last_results = results
         return results
 

@@ -90,11 +90,19 @@ def _export_info(cfg: Any, classes: Optional[List[str]]) -> Dict[str, Any]:
     return info
 
 
-def _test_sets(cfg: Any, classes: Optional[List[str]], classes_from: str
-               ) -> Dict[str, List[dict]]:
-    """The evaluation sets, labelled in the model's class order (matched by class name)."""
+def _test_sets(cfg: Any, classes: Optional[List[str]], classes_from: str,
+               class_subset: bool = False) -> Tuple[Dict[str, List[dict]], Dict[str, List[int]]]:
+    """The evaluation sets, labelled in the model's class order (matched by class name, e.g.
+    WordNet id), and, with ``class_subset``, the model outputs each set is scored over.
+
+    Raises:
+        UserError: a test set has classes the model's do not include, or a test set holds fewer
+            classes than the model has outputs and nothing says which outputs they are.
+    """
     sets: Dict[str, List[dict]] = {}
+    subsets: Dict[str, List[int]] = {}
     train_name = cfg.DATASETS.TRAIN[0]
+    num_outputs = cfg.MODEL.RESDET.NUM_CLASSES
     if cfg.PRETRAIN.VAL_SPLIT > 0:
         # The paper's held-out validation (Sec. 4.2: 45k/5k) comes first: it drives "plateau".
         sets[f"{train_name}_heldout"] = load_records(train_name, val_split=cfg.PRETRAIN.VAL_SPLIT,
@@ -104,8 +112,25 @@ def _test_sets(cfg: Any, classes: Optional[List[str]], classes_from: str
         own = get_metadata(name).get("classes") or []
         if classes and own:
             records = align_labels(records, own, classes, name, classes_from)
+            index = {c: i for i, c in enumerate(classes)}
+            if class_subset:
+                subsets[name] = sorted(index[c] for c in own if c in index)
+            if class_subset or list(own) != list(classes):
+                logger.info("%s: its %d classes are labelled as %s (matched by name); top-1/top-5 "
+                            "over %s.", name, len(own), classes_from,
+                            f"the set's {len(subsets[name])} outputs only (--class-subset)"
+                            if class_subset else f"all {len(classes)} outputs of the model "
+                            "(--class-subset: over the set's classes only)")
+        elif own and len(own) < num_outputs:
+            raise UserError(
+                f"Dataset {name} holds {len(own)} classes but the model has {num_outputs} "
+                f"outputs, and nothing says which outputs they are: {train_name} (the classes "
+                f"in training order) is not on disk and MODEL.WEIGHTS records no classes "
+                "(resdet checkpoints do; torchvision/timm ImageNet-1k weights mean the 1000 "
+                f"sorted WordNet ids); put {train_name} in place or evaluate on a set with all "
+                f"{num_outputs} classes.")
         sets[name] = records
-    return sets
+    return sets, subsets
 
 
 def _check_num_classes(cfg: Any, records: Sequence[dict], name: str) -> None:
@@ -116,25 +141,31 @@ def _check_num_classes(cfg: Any, records: Sequence[dict], name: str) -> None:
 
 
 def _weights_info(path: str) -> Dict[str, Any]:
-    """The extra fields of a resdet ``model_final.pth`` (normaliser, classes); {} otherwise."""
-    if not path or not os.path.isfile(path) or not path.endswith((".pth", ".pt")):
+    """The extra fields of a resdet ``model_final.pth`` (normaliser, classes) and the classes
+    other weights stand for (torchvision/timm ImageNet-1k: the sorted WordNet ids); {} when the
+    file cannot be read (load_weights reports why)."""
+    from resdet.checkpoint import read_weights_file
+    from resdet.evaluation.classification import weights_output_classes
+
+    if not path or not os.path.isfile(path):
         return {}
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not ours; load_weights reports problems with the file itself
+        ckpt = read_weights_file(path)
+    except UserError:
         return {}
     if not isinstance(ckpt, dict):
         return {}
     task = ckpt.get("task") if isinstance(ckpt.get("task"), dict) else {}
+    classes, classes_from = weights_output_classes(ckpt, path)
     return {"normalizer": ckpt.get("normalizer") or task.get("normalizer"),
-            "classes": ckpt.get("classes")}
+            "classes": classes, "classes_from": classes_from}
 
 
 def _model_classes(cfg: Any, weights: Dict[str, Any]) -> Tuple[Optional[List[str]], str]:
     """The model's output classes and where they come from: the record in ``weights`` (given
     when evaluating), else the training set's class list (None where neither says)."""
     if weights.get("classes"):
-        return list(weights["classes"]), cfg.MODEL.WEIGHTS
+        return list(weights["classes"]), weights.get("classes_from") or cfg.MODEL.WEIGHTS
     train_name = cfg.DATASETS.TRAIN[0]
     return (get_metadata(train_name).get("classes") or None), train_name
 
@@ -197,12 +228,14 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
         _check_num_classes(cfg, get_train_records(), train_name)
     classes, classes_from = _model_classes(cfg, weights() if args.eval_only else {})
     model = build_pretrain_model(cfg).to(device)
+    test_sets, class_subsets = _test_sets(cfg, classes, classes_from,
+                                          class_subset=getattr(args, "class_subset", False))
     task = ClassificationTask(
-        None, _test_sets(cfg, classes, classes_from), test_mode=pre.TEST_MODE,
+        None, test_sets, test_mode=pre.TEST_MODE,
         crop=pre.CROP_SIZE, resize=pre.TEST_RESIZE, scales=list(pre.TEST_SCALES),
         test_batch=pre.TEST_BATCH_SIZE, num_workers=cfg.DATALOADER.NUM_WORKERS,
         skip_bad=bool(cfg.DATALOADER.SKIP_BAD_SAMPLES), device=device,
-        export_info=_export_info(cfg, classes))
+        export_info=_export_info(cfg, classes), class_subsets=class_subsets)
 
     def ensure_normalizer() -> None:
         if task.normalizer is None and weights().get("normalizer"):
@@ -223,7 +256,9 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
         if cfg.MODEL.WEIGHTS:
             from resdet.checkpoint import load_weights
 
-            report = load_weights(model, cfg.MODEL.WEIGHTS, arch=cfg.MODEL.RESDET.ARCH)
+            # nothing trains what the file does not fill when evaluating: refuse such weights
+            report = load_weights(model, cfg.MODEL.WEIGHTS, arch=cfg.MODEL.RESDET.ARCH,
+                                  purpose="evaluate" if args.eval_only else "finetune")
             logger.info("Loaded %d tensors from %s (missing: %d).", len(report.matched),
                         cfg.MODEL.WEIGHTS, len(report.missing))
             if report.source_format.startswith("torchvision"):
@@ -274,6 +309,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = default_argument_parser(
         "Train a classifier with the paper's ImageNet (Sec. 3.4) or CIFAR-10 (Sec. 4.2) recipe; "
         "its model_final.pth is a detection backbone (MODEL.WEIGHTS).")
+    parser.add_argument(
+        "--class-subset", action="store_true",
+        help="score each test set over the model outputs of its own classes only (e.g. a val "
+             "set with 200 of ImageNet's 1000 classes), as timm validate.py's --valid-labels; "
+             "default: over all of the model's outputs, as timm's default")
     args = parser.parse_args(argv)
     if not args.config_file:
         raise UserError("--config is required, e.g. --config configs/pretrain/quickstart.yaml.")

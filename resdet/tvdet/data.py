@@ -1,8 +1,9 @@
 """Data loading for the torchvision engine, from the catalog's Detectron2-style dataset dicts.
 
-Training: read the image in ``INPUT.FORMAT``, resize its shortest edge to a size drawn from
-``INPUT.MIN_SIZE_TRAIN`` (long edge at most ``INPUT.MAX_SIZE_TRAIN``), flip per
-``INPUT.RANDOM_FLIP``, as Detectron2's default mapper does; batches of ``IMS_PER_BATCH / world``
+Training: :class:`resdet.detection.mapper.DetectionMapper` reads and checks the image, resizes
+its shortest edge to a size drawn from ``INPUT.MIN_SIZE_TRAIN`` (long edge at most
+``INPUT.MAX_SIZE_TRAIN``) and flips per ``INPUT.RANDOM_FLIP``, exactly as on the Detectron2
+engine; batches of ``IMS_PER_BATCH / world``
 images, grouped by orientation when ``DATALOADER.ASPECT_RATIO_GROUPING``. The stream is endless
 and resumable (:class:`resdet.engine.InfiniteSampler`), and each sample's augmentation is seeded
 by its position in it, so it does not depend on the number of workers. Unreadable images are
@@ -18,34 +19,24 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from resdet.data import filter_empty_annotations, get_dataset_dicts, read_image
+from resdet.data import filter_empty_annotations, get_dataset_dicts
+from resdet.data.annotations import record_boxes
+from resdet.detection.mapper import FLIPS, DetectionMapper, MappedImage
 from resdet.engine import InferenceSampler, InfiniteSampler, comm, per_process_batch
 from resdet.errors import UserError
-from resdet.tvdet.model import shortest_edge_size
 
 logger = logging.getLogger(__name__)
 
-FLIPS = ("horizontal", "vertical", "none")
-
-
-def record_boxes(record: dict) -> tuple:
-    """``(boxes XYXY float32 [N, 4], labels int64 [N])`` of a record's non-crowd annotations."""
-    boxes, labels = [], []
-    for ann in record.get("annotations", ()):
-        if ann.get("iscrowd", 0):
-            continue
-        x0, y0, a, b = (float(v) for v in ann["bbox"])
-        if int(ann.get("bbox_mode", 0)) == 1:  # XYWH_ABS
-            a, b = x0 + a, y0 + b
-        boxes.append([x0, y0, a, b])
-        labels.append(int(ann["category_id"]))
-    return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
-            np.asarray(labels, dtype=np.int64))
+__all__ = ["FLIPS", "TrainMapper", "TrainStream", "build_test_loader", "build_train_loader",
+           "dataset_dicts",
+           "inference_on_dataset", "record_boxes", "training_dicts", "training_samples_once"]
 
 
 class TrainMapper:
-    """One record -> ``{"image": uint8 CHW tensor, "target": {"boxes", "labels"}}`` with
-    Detectron2's default training augmentation, or None when the image cannot be read.
+    """One record -> ``{"image": uint8 CHW tensor, "target": {"boxes", "labels"}, "file_name"}``
+    through the engine-neutral :class:`~resdet.detection.mapper.DetectionMapper` (the same
+    reading, checks, box policy, resizing and flipping as the Detectron2 engine), or None when
+    the image is skipped.
 
     Args:
         min_sizes: shortest-edge sizes (``INPUT.MIN_SIZE_TRAIN``).
@@ -59,65 +50,21 @@ class TrainMapper:
 
     def __init__(self, min_sizes: Sequence[int], max_size: int, sampling: str, flip: str,
                  image_format: str, skip_bad: bool = True, seed: int = 0):
-        if sampling not in ("choice", "range"):
-            raise UserError(f"INPUT.MIN_SIZE_TRAIN_SAMPLING = {sampling!r}: use 'choice' or "
-                            "'range'.")
-        if sampling == "range" and len(min_sizes) != 2:
-            raise UserError("INPUT.MIN_SIZE_TRAIN needs two values (min, max) with "
-                            "INPUT.MIN_SIZE_TRAIN_SAMPLING 'range'.")
-        if flip not in FLIPS:
-            raise UserError(f"INPUT.RANDOM_FLIP = {flip!r}: use one of {', '.join(FLIPS)}.")
-        self.min_sizes = [int(s) for s in min_sizes]
-        self.max_size = int(max_size)
-        self.sampling = sampling
-        self.flip = flip
-        self.image_format = image_format
-        self.skip_bad = skip_bad
-        self.seed = int(seed)
-        self.skipped = 0
-        self._warned: set = set()
+        self.mapper = DetectionMapper(min_sizes, max_size, sampling, flip, image_format,
+                                      is_train=True, skip_bad=skip_bad, seed=seed)
+
+    @property
+    def skipped(self) -> int:
+        return self.mapper.skipped
 
     def __call__(self, record: dict, position: int = 0) -> Optional[Dict[str, Any]]:
-        import cv2
-
-        try:
-            img = read_image(record["file_name"], format=self.image_format)
-        except UserError as e:
-            if not self.skip_bad:
-                raise
-            self.skipped += 1
-            if record["file_name"] not in self._warned:
-                self._warned.add(record["file_name"])
-                logger.warning("Skipping an unreadable training image (%d skipped so far in "
-                               "this loader; DATALOADER.SKIP_BAD_SAMPLES): %s", self.skipped, e)
+        out = self.mapper(record, position)
+        if out is None:
             return None
-        rng = np.random.default_rng(self.seed + int(position))
-        h, w = img.shape[:2]
-        if self.sampling == "choice":
-            size = self.min_sizes[int(rng.integers(len(self.min_sizes)))]
-        else:
-            size = int(rng.integers(self.min_sizes[0], self.min_sizes[1] + 1))
-        new_h, new_w = shortest_edge_size(h, w, size, self.max_size)
-        boxes, labels = record_boxes(record)
-        boxes = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)
-        if (new_h, new_w) != (h, w):
-            img = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-            boxes = boxes * np.array([new_w / w, new_h / h] * 2, dtype=np.float32)
-        do_flip = self.flip != "none" and rng.random() < 0.5
-        if do_flip and self.flip == "horizontal":
-            img = img[:, ::-1]
-            boxes = np.stack([new_w - boxes[:, 2], boxes[:, 1], new_w - boxes[:, 0],
-                              boxes[:, 3]], axis=1)
-        elif do_flip:
-            img = img[::-1]
-            boxes = np.stack([boxes[:, 0], new_h - boxes[:, 3], boxes[:, 2],
-                              new_h - boxes[:, 1]], axis=1)
-        # torchvision refuses boxes without area; Detectron2 drops them too.
-        keep = (boxes[:, 2] > boxes[:, 0] + 1e-5) & (boxes[:, 3] > boxes[:, 1] + 1e-5)
-        image = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
-        return {"image": image,
-                "target": {"boxes": torch.from_numpy(np.ascontiguousarray(boxes[keep])),
-                           "labels": torch.from_numpy(labels[keep])}}
+        image = torch.from_numpy(np.ascontiguousarray(out.image.transpose(2, 0, 1)))
+        return {"image": image, "file_name": record["file_name"],
+                "target": {"boxes": torch.from_numpy(out.boxes),
+                           "labels": torch.from_numpy(out.classes)}}
 
 
 class TrainStream(IterableDataset):
@@ -179,6 +126,11 @@ def _one_sentence(loader: DataLoader) -> Iterator[Any]:
         yield batch
 
 
+def dataset_dicts(name: str, *, strict: bool = False) -> List[dict]:
+    """Records of ``name`` from resdet's catalog (the same call as on the Detectron2 engine)."""
+    return get_dataset_dicts(name, strict=strict)
+
+
 def training_dicts(cfg) -> List[dict]:
     """Records of all ``DATASETS.TRAIN`` (images without boxes removed per
     ``DATALOADER.FILTER_EMPTY_ANNOTATIONS``)."""
@@ -187,12 +139,29 @@ def training_dicts(cfg) -> List[dict]:
     strict = not cfg.DATALOADER.SKIP_BAD_SAMPLES
     dicts: List[dict] = []
     for name in cfg.DATASETS.TRAIN:
-        dicts.extend(get_dataset_dicts(name, strict=strict))
+        dicts.extend(dataset_dicts(name, strict=strict))
     if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
         dicts = filter_empty_annotations(dicts, "+".join(cfg.DATASETS.TRAIN))
     if not dicts:
         raise UserError(f"DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)} has no usable images.")
     return dicts
+
+
+def training_samples_once(cfg, dicts: Optional[List[dict]] = None) -> Iterator[MappedImage]:
+    """Each training record once, in dataset order, as this engine's training loader maps it
+    (the stream's seed 0, each record's position its index); skipped images are left out. For
+    ``tools/visualize_data.py``; ``dicts``: :func:`training_dicts` if not given."""
+    dicts = training_dicts(cfg) if dicts is None else dicts
+    inp = cfg.INPUT
+    mapper = TrainMapper(inp.MIN_SIZE_TRAIN, inp.MAX_SIZE_TRAIN, inp.MIN_SIZE_TRAIN_SAMPLING,
+                         inp.RANDOM_FLIP, inp.FORMAT, cfg.DATALOADER.SKIP_BAD_SAMPLES, seed=0)
+    for position, record in enumerate(dicts):
+        sample = mapper(record, position)
+        if sample is None:
+            continue
+        target = sample["target"]
+        yield MappedImage(record, sample["image"].numpy().transpose(1, 2, 0),
+                          target["boxes"].numpy(), target["labels"].numpy())
 
 
 def build_train_loader(cfg, start_iter: int = 0, *, seed: int = 0,
@@ -213,20 +182,19 @@ def build_train_loader(cfg, start_iter: int = 0, *, seed: int = 0,
 
 
 class _TestDataset(Dataset):
-    def __init__(self, dicts: List[dict], indices: Sequence[int], image_format: str):
+    def __init__(self, dicts: List[dict], indices: Sequence[int], mapper: DetectionMapper):
         self.dicts = dicts
         self.indices = list(indices)
-        self.image_format = image_format
+        self.mapper = mapper
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int):
         record = self.dicts[self.indices[i]]
-        try:
-            img = read_image(record["file_name"], format=self.image_format)
-        except UserError as e:
-            logger.warning("Skipping an unreadable test image: %s", e)
+        # The model resizes test images itself; the mapper reads and checks them.
+        img = self.mapper.read(record)
+        if img is None:
             return record, None
         return record, torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
 
@@ -237,7 +205,9 @@ def build_test_loader(cfg, dataset_name: str) -> DataLoader:
     dicts = get_dataset_dicts(dataset_name)
     shard = InferenceSampler(len(dicts))
     workers = int(cfg.DATALOADER.NUM_WORKERS)
-    return DataLoader(_TestDataset(dicts, list(shard), cfg.INPUT.FORMAT), batch_size=1,
+    mapper = DetectionMapper((0,), 0, image_format=cfg.INPUT.FORMAT, is_train=False,
+                             skip_bad=True)  # evaluation goes on without an unreadable image
+    return DataLoader(_TestDataset(dicts, list(shard), mapper), batch_size=1,
                       shuffle=False, num_workers=workers, collate_fn=_passthrough)
 
 

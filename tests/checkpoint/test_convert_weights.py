@@ -82,3 +82,46 @@ def test_wrong_architecture_writes_nothing(repo_root, tmp_path):
         tool.main(["--src", str(tmp_path / "vgg.pkl"), "--arch", "resnet18",
                    "--out", str(tmp_path / "o.pth")])
     assert not (tmp_path / "o.pth").exists()
+
+
+def _tool(repo_root):
+    spec = importlib.util.spec_from_file_location(
+        "convert_weights", os.path.join(repo_root, "tools", "convert_weights.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_entry_and_prefix_pick_another_network(repo_root, tmp_path):
+    torch.manual_seed(0)
+    a, b = torchvision.models.resnet18(weights=None), torchvision.models.resnet18(weights=None)
+    torch.save({"net": a.state_dict(), "epoch": 3}, tmp_path / "mine.pth")
+    tool = _tool(repo_root)
+    tool.main(["--src", str(tmp_path / "mine.pth"), "--entry", "net", "--arch", "resnet18",
+               "--out", str(tmp_path / "a.pth")])
+    out = torch.load(tmp_path / "a.pth", weights_only=True)["model"]
+    torch.testing.assert_close(out["res3.0.conv1.weight"], a.state_dict()["layer2.0.conv1.weight"])
+
+    moco = {"state_dict": {**{"module.encoder_q." + k: v for k, v in a.state_dict().items()},
+                           **{"module.encoder_k." + k: v for k, v in b.state_dict().items()}},
+            "arch": "resnet18", "epoch": 200}
+    torch.save(moco, tmp_path / "moco.pth.tar")
+    tool.main(["--src", str(tmp_path / "moco.pth.tar"), "--prefix", "module.encoder_k.",
+               "--arch", "resnet18", "--out", str(tmp_path / "k.pth")])
+    out = torch.load(tmp_path / "k.pth", weights_only=True)["model"]
+    torch.testing.assert_close(out["res3.0.conv1.weight"], b.state_dict()["layer2.0.conv1.weight"])
+
+
+def test_shape_mismatch_message_names_no_missing_option(repo_root, tmp_path):
+    """It once suggested strict_shapes=False, which is no command-line option."""
+    sd = torchvision.models.resnet18(weights=None).state_dict()
+    sd["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
+    torch.save(sd, tmp_path / "r18.pth")
+    with pytest.raises(UserError) as e:
+        _tool(repo_root).main(["--src", str(tmp_path / "r18.pth"), "--arch", "resnet18",
+                               "--out", str(tmp_path / "o.pth")])
+    assert str(e.value) == (
+        f"{tmp_path / 'r18.pth'}: weight 'layer1.0.conv1.weight' (resdet name "
+        "'res2.0.conv1.weight') has shape (64, 64, 1, 1) but the model resnet18 expects "
+        "(64, 64, 3, 3); build the architecture and options the weights were made for")
+    assert not (tmp_path / "o.pth").exists()

@@ -51,7 +51,9 @@ def test_hostile_pkl_is_refused_and_nothing_runs(tmp_path, func, qualname):
     with pytest.raises(UserError) as e:
         load_plain_pickle(path)
     assert str(e.value) == (f"{path} is not a plain weight pickle: it asks to load {qualname}, "
-                            "which resdet refuses to run")
+                            "which resdet refuses to run; if you trust the file's author, load "
+                            "it in Python yourself and re-save only the network's state dict "
+                            "(torch.save(state_dict, 'weights.pth')), then pass that file")
     with pytest.raises(UserError, match="refuses to run"):
         load_weights(build_backbone("resnet18"), str(path))
     assert not sentinel.exists()

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from resdet.data.tiny_datasets import make_tiny_coco, make_tiny_voc
+from tests.tiny_datasets import make_tiny_coco, make_tiny_voc
 from resdet.data.voc import VOC_CLASSES
 
 # (class index into the list of names, [x0, y0, x1, y1]) boxes per tiny image, 0-based pixels.

@@ -1,7 +1,6 @@
 """Datasets in Detectron2's catalog, and MODEL.WEIGHTS in resdet, torchvision and MSRA formats."""
 
 import os
-import re
 
 import pytest
 
@@ -22,13 +21,19 @@ def test_builtin_datasets_registered(d2_datasets):
     for name in ("coco_2017_train", "coco_2017_val", "voc_2007_trainval", "voc_2007_test",
                  "voc_2012_trainval", "voc_2012_test", "shapes_train", "shapes_val"):
         assert name in names, name
-    # Detectron2's own COCO registration is reused, re-pointed at $DETECTRON2_DATASETS
-    coco = DatasetCatalog.get("coco_2017_val")
+    # Detectron2's own names keep Detectron2's loaders (issue 11, case p01); the Detectron2
+    # engine reads resdet's records for them (resdet.d2.data.dataset_dicts).
+    for name in ("coco_2017_val", "voc_2007_trainval"):
+        loader = DatasetCatalog[name]  # the registered function (a UserDict entry)
+        assert os.path.join("detectron2", "data", "datasets") in loader.__code__.co_filename
+        assert not loader.__module__.startswith("resdet")
+    from resdet.d2.data import dataset_dicts
+
+    coco = dataset_dicts("coco_2017_val")
     assert len(coco) == 3
     assert coco[0]["file_name"].startswith(os.path.join(d2_datasets, "coco", "val2017"))
     assert {a["category_id"] for r in coco for a in r["annotations"]} == {0, 2, 16}
-    voc = DatasetCatalog.get("voc_2007_trainval")
-    assert len(voc) == 3 and MetadataCatalog.get("voc_2007_trainval").year == 2007
+    assert len(dataset_dicts("voc_2007_trainval")) == 3
     # added by resdet: no public labels for VOC2012 test; shapes generated on first use
     test12 = DatasetCatalog.get("voc_2012_test")
     assert len(test12) == 2 and all(r["annotations"] == [] for r in test12)
@@ -39,22 +44,14 @@ def test_builtin_datasets_registered(d2_datasets):
 def test_registration_follows_dataset_root(d2_datasets, tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
     changed = register_resdet_datasets()
-    assert "coco_2017_train" in changed and "shapes_train" in changed
-    json_file = MetadataCatalog.get("coco_2017_train").json_file
-    assert json_file.startswith(str(tmp_path))
-    with pytest.raises(UserError, match="Dataset coco_2017_train is not on disk: "):
-        DatasetCatalog.get("coco_2017_train")
-    # Detectron2's records come from resdet's loaders: a broken file is one sentence naming it.
-    os.makedirs(os.path.join(tmp_path, "coco", "train2017"))
-    os.makedirs(os.path.dirname(json_file))
-    with open(json_file, "w") as f:
-        f.write('{"images": [')
-    with pytest.raises(UserError, match=re.escape(json_file)):
-        DatasetCatalog.get("coco_2017_train")
+    assert changed == ["shapes_train", "shapes_val", "voc_2012_test"]  # never Detectron2's names
+    assert MetadataCatalog.get("voc_2012_test").dirname == os.path.join(str(tmp_path), "VOC2012")
+    with pytest.raises(UserError, match="Dataset voc_2012_test is not on disk: "):
+        DatasetCatalog.get("voc_2012_test")
     monkeypatch.setenv("DETECTRON2_DATASETS", d2_datasets)
     register_resdet_datasets()
     assert register_resdet_datasets() == []  # idempotent
-    assert len(DatasetCatalog.get("coco_2017_train")) == 3
+    assert len(DatasetCatalog.get("voc_2012_test")) == 2
 
 
 def _c4_model(arch="resnet50", depth=50, **extra):
@@ -167,3 +164,136 @@ def test_torchvision_file_with_msra_settings_warns_naming_keys(tmp_path, caplog)
             "mean and std: set MODEL.PIXEL_MEAN [123.675, 116.28, 103.53], MODEL.PIXEL_STD "
             "[58.395, 57.12, 57.375], INPUT.FORMAT 'RGB', MODEL.RESNETS.STRIDE_IN_1X1 False") \
         in caplog.text  # cfg's arch is Detectron2's default resnet50: a bottleneck net
+
+
+_P01_SCRIPT = r'''
+import json, sys
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
+from detectron2.modeling import (ANCHOR_GENERATOR_REGISTRY, BACKBONE_REGISTRY,
+                                 META_ARCH_REGISTRY, PROPOSAL_GENERATOR_REGISTRY,
+                                 RPN_HEAD_REGISTRY, ROI_HEADS_REGISTRY)
+from detectron2.modeling.roi_heads import (ROI_BOX_HEAD_REGISTRY, ROI_KEYPOINT_HEAD_REGISTRY,
+                                           ROI_MASK_HEAD_REGISTRY)
+
+REGISTRIES = (ANCHOR_GENERATOR_REGISTRY, BACKBONE_REGISTRY, META_ARCH_REGISTRY,
+              PROPOSAL_GENERATOR_REGISTRY, RPN_HEAD_REGISTRY, ROI_HEADS_REGISTRY,
+              ROI_BOX_HEAD_REGISTRY, ROI_KEYPOINT_HEAD_REGISTRY, ROI_MASK_HEAD_REGISTRY)
+
+
+def snapshot():
+    return {
+        "records": DatasetCatalog.get("coco_2017_val"),
+        "metadata": {n: MetadataCatalog.get(n).as_dict()
+                     for n in ("coco_2017_val", "voc_2007_trainval")},
+        "loaders": {n: id(DatasetCatalog[n]) for n in DatasetCatalog.list()},
+        "cfg": get_cfg().dump(),
+        "registries": {r._name: {k: id(v) for k, v in r._obj_map.items()} for r in REGISTRIES},
+    }
+
+
+before = snapshot()
+import resdet.d2  # noqa: E402,F401
+after = snapshot()
+out = {"records_equal": before["records"] == after["records"],
+       "segmentation": sum("segmentation" in a for r in after["records"]
+                           for a in r["annotations"]),
+       "keypoints": sum("keypoints" in a for r in after["records"] for a in r["annotations"]),
+       "metadata_equal": before["metadata"] == after["metadata"],
+       "cfg_equal": before["cfg"] == after["cfg"],
+       "loaders_kept": all(after["loaders"][n] == i for n, i in before["loaders"].items()),
+       "new_names": sorted(set(after["loaders"]) - set(before["loaders"])),
+       "registries_kept": all(after["registries"][r][k] == i
+                              for r, objs in before["registries"].items()
+                              for k, i in objs.items()),
+       "new_registered": sorted(k for r, objs in after["registries"].items() for k in objs
+                                if k not in before["registries"][r])}
+cfg = get_cfg()
+cfg.MODEL.MASK_ON = True
+cfg.INPUT.MIN_SIZE_TRAIN = (64,)
+cfg.INPUT.MAX_SIZE_TRAIN = 128
+sample = DatasetMapper(cfg, is_train=True)(after["records"][0])
+out["fields"] = sorted(sample["instances"].get_fields())
+print(json.dumps(out))
+'''
+
+
+def _write_coco_with_masks_and_keypoints(root):
+    import json
+
+    import cv2
+    import numpy as np
+
+    os.makedirs(os.path.join(root, "coco", "val2017"))
+    os.makedirs(os.path.join(root, "coco", "annotations"))
+    cv2.imwrite(os.path.join(root, "coco", "val2017", "000000000139.jpg"),
+                np.full((60, 80, 3), 90, np.uint8))
+    anns = [{"id": 1, "image_id": 139, "category_id": 1, "iscrowd": 0, "area": 200.0,
+             "bbox": [10, 10, 20, 20], "segmentation": [[10, 10, 30, 10, 20, 30]],
+             "keypoints": [15, 15, 2] * 17, "num_keypoints": 17},
+            {"id": 2, "image_id": 139, "category_id": 18, "iscrowd": 0, "area": 300.0,
+             "bbox": [40, 20, 30, 20], "segmentation": [[40, 20, 70, 20, 55, 40]]}]
+    from resdet.data.catalog import COCO_CATEGORIES
+
+    cats = [{"id": i, "name": n} for i, n in COCO_CATEGORIES]  # Detectron2 checks all 80
+    with open(os.path.join(root, "coco", "annotations", "instances_val2017.json"), "w") as f:
+        json.dump({"images": [{"id": 139, "file_name": "000000000139.jpg", "height": 60,
+                               "width": 80}], "annotations": anns, "categories": cats}, f)
+
+
+def test_p01_plugin_leaves_detectron2_names_config_and_registries(tmp_path):
+    """Issue 11, case p01: ``import resdet.d2`` changes nothing Detectron2 owns."""
+    import json
+    import subprocess
+    import sys
+
+    _write_coco_with_masks_and_keypoints(str(tmp_path))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path), PYTHONPATH=repo,
+               OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", _P01_SCRIPT], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["records_equal"] and out["segmentation"] == 2 and out["keypoints"] == 1
+    assert out["metadata_equal"] and out["cfg_equal"] and out["loaders_kept"]
+    assert out["new_names"] == ["shapes_train", "shapes_val", "voc_2012_test"]
+    assert out["registries_kept"]
+    assert out["new_registered"] == ["ResdetRes5ROIHeads", "ResdetVGGBoxHead",
+                                     "build_resdet_resnet_backbone",
+                                     "build_resdet_resnet_fpn_backbone",
+                                     "build_resdet_vgg_backbone"]
+    assert out["fields"] == ["gt_boxes", "gt_classes", "gt_masks"]
+
+
+def test_b11_png16_is_the_same_picture_on_both_engines(tmp_path):
+    """Issue 11, case b11: the Detectron2 engine's mapper decodes a 16-bit PNG with resdet's
+    reader (its 8-bit twin's pixels), as the torchvision engine does."""
+    import cv2
+    import numpy as np
+
+    from resdet.d2.data import SkippingDatasetMapper
+    from resdet.tvdet.data import TrainMapper
+
+    grey = cv2.resize(np.random.default_rng(0).integers(0, 256, (12, 16), np.uint8), (64, 48))
+    cv2.imwrite(str(tmp_path / "g8.png"), grey)
+    cv2.imwrite(str(tmp_path / "g16.png"), grey.astype(np.uint16) * 257)
+    cfg = add_resdet_config(d2_get_cfg())
+    cfg.INPUT.MIN_SIZE_TRAIN = (36,)
+    cfg.INPUT.RANDOM_FLIP = "none"
+    d2_mapper = SkippingDatasetMapper(cfg, is_train=True)
+    tv_mapper = TrainMapper((36,), 1333, "choice", "none", "BGR")
+    images = {}
+    for name in ("g8.png", "g16.png"):
+        record = {"file_name": str(tmp_path / name), "height": 48, "width": 64, "image_id": name,
+                  "annotations": [{"bbox": [4, 4, 20, 20], "bbox_mode": 1, "category_id": 0,
+                                   "iscrowd": 0}]}
+        d2, tv = d2_mapper(dict(record)), tv_mapper(dict(record))
+        torch.testing.assert_close(d2["image"], tv["image"], rtol=0, atol=0)
+        torch.testing.assert_close(d2["instances"].gt_boxes.tensor, tv["target"]["boxes"])
+        images[name] = d2["image"]
+    torch.testing.assert_close(images["g16.png"], images["g8.png"], rtol=0, atol=0)
+    expected = cv2.resize(grey, (48, 36), interpolation=cv2.INTER_LINEAR)
+    torch.testing.assert_close(images["g16.png"][0], torch.from_numpy(expected), rtol=0, atol=0)
+    assert d2_mapper(dict(record))["instances"].gt_boxes.tensor.tolist() == [[3.0, 3.0, 18.0,
+                                                                              18.0]]

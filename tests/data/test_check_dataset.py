@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from resdet.data import read_image
-from resdet.data.tiny_datasets import make_tiny_coco, make_tiny_voc
+from tests.tiny_datasets import make_tiny_coco, make_tiny_voc
 from resdet.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -111,11 +111,15 @@ def test_check_imagenet_folders_and_flat_val(tmp_path):
     bad = tmp_path / "imagenet" / "train" / "n01440765" / "n01440765_0001.JPEG"
     bad.write_bytes(bad.read_bytes()[:100])
     out = _check("imagenet_train", tmp_path)
+    # an empty class folder is an error, as in torchvision's ImageFolder (issue 17)
+    assert out.returncode == 2 and "1 class folder(s) hold no images: " in out.stderr
+    assert "n09999999" in out.stderr
+    os.rmdir(tmp_path / "imagenet" / "train" / "n09999999")
+    out = _check("imagenet_train", tmp_path)
     assert out.returncode == 1, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 2 and "n01440765_0001.JPEG is a truncated JPEG" in lines[0]
-    assert lines[1] == ("imagenet_train: 1 problem(s) in 6 images, 4 classes; "
-                        "1 class(es) without images")
+    assert lines[1] == "imagenet_train: 1 problem(s) in 6 images, 3 classes"
 
     import shutil
 
@@ -128,3 +132,41 @@ def test_check_imagenet_folders_and_flat_val(tmp_path):
     out = _check("imagenet_val", tmp_path)
     assert out.returncode == 2 and "no labels: put LOC_val_solution.csv" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _write_b13_coco(root):
+    """Issue 12's case b13: a box run 14 px past the right border of a 96x72 image, one of zero
+    width, one of zero height, one normal."""
+    img_dir = root / "coco" / "train2017"
+    os.makedirs(img_dir)
+    os.makedirs(root / "coco" / "annotations")
+    cv2.imwrite(str(img_dir / "000000000001.jpg"),
+                np.random.default_rng(1).integers(0, 255, (72, 96, 3), dtype=np.uint8))
+    boxes = {1: [60, 10, 50, 30], 2: [10, 10, 0, 20], 3: [10, 10, 20, 0], 4: [5, 40, 30, 25]}
+    anns = [{"id": k, "image_id": 1, "category_id": 1, "bbox": b, "area": b[2] * b[3],
+             "iscrowd": 0} for k, b in boxes.items()]
+    (root / "coco" / "annotations" / "instances_train2017.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "000000000001.jpg", "width": 96, "height": 72}],
+        "annotations": anns, "categories": [{"id": 1, "name": "person"}]}))
+
+
+def test_b13_box_past_border_is_clipped_kept_and_reported_apart(tmp_path, monkeypatch):
+    _write_b13_coco(tmp_path)
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    from resdet.data import get_dataset_dicts
+
+    (record,) = get_dataset_dicts("coco_2017_train")
+    assert [a["bbox"] for a in record["annotations"]] == [[60.0, 10.0, 36.0, 30.0],
+                                                          [5.0, 40.0, 30.0, 25.0]]
+    out = _check("coco_2017_train", tmp_path)
+    assert out.returncode == 1, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == (
+        "clipped: " + str(tmp_path / "coco/annotations/instances_train2017.json")
+        + ": annotation id 1 (image " + str(tmp_path / "coco/train2017/000000000001.jpg")
+        + ") has a box [60.0, 10.0, 50.0, 30.0] (XYWH) crossing the 96x72 image's border; "
+        "clipped to [60.0, 10.0, 36.0, 30.0]")
+    assert "annotation id 2 " in lines[1] and "non-positive size" in lines[1]
+    assert "annotation id 3 " in lines[2] and "non-positive size" in lines[2]
+    assert lines[3] == ("coco_2017_train: 2 problem(s) in 1 images, 2 boxes; "
+                        "1 box(es) clipped to the image border")

@@ -164,3 +164,28 @@ def test_images_outside_class_folders_are_reported(root, caplog):
     os.rename(first, os.path.join(val, "ILSVRC2012_val_00000001.JPEG"))  # not yet sorted
     assert len(get_dataset_dicts("imagenet_val")) == 3
     assert "holds 1 images outside its class folders (a half-sorted val set?)" in caplog.text
+
+
+@pytest.mark.parametrize("torchvision_layout", [False, True])
+def test_cifar10_found_in_either_layout(root, torchvision_layout):
+    """resdet's cifar10/cifar-10-batches-py/ or torchvision's cifar-10-batches-py/ (issue 12)."""
+    folder = make_cifar_batches(str(root), per_batch=4, test=5,
+                                torchvision_layout=torchvision_layout)
+    expected = os.path.join(str(root), *([] if torchvision_layout else ["cifar10"]),
+                            "cifar-10-batches-py")
+    assert folder == expected
+    assert get_metadata("cifar10_train")["root"] == expected
+    train, test = get_dataset_dicts("cifar10_train"), get_dataset_dicts("cifar10_test")
+    assert (len(train), len(test)) == (20, 5)
+    images, labels = read_cifar_batch(os.path.join(expected, "test_batch"))
+    np.testing.assert_array_equal(np.stack([r["image"] for r in test]), images)
+    assert [r["label"] for r in test] == labels
+
+
+def test_cifar10_missing_names_both_layouts(root):
+    with pytest.raises(UserError) as e:
+        get_dataset_dicts("cifar10_test")
+    assert str(e.value) == (
+        f"Dataset cifar10 is not on disk: neither {root}/cifar10/cifar-10-batches-py nor "
+        f"{root}/cifar-10-batches-py exists; extract cifar-10-python.tar.gz into one of them "
+        "(see datasets/README.md) or set $DETECTRON2_DATASETS to the folder that holds it.")

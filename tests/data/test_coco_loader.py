@@ -8,7 +8,7 @@ import pytest
 
 from resdet.data import get_dataset_dicts
 from resdet.data.coco import load_coco_json
-from resdet.data.tiny_datasets import make_tiny_coco
+from tests.tiny_datasets import make_tiny_coco
 from resdet.errors import UserError
 
 
@@ -56,7 +56,7 @@ def test_invalid_json_names_file_and_line(coco_root):
     ([10, 10, -5, 8], "non-positive size"),
     ([10, 10, 0, 8], "non-positive size"),
     ([10, float("nan"), 5, 8], "non-finite box"),
-    ([70, 10, 30, 8], "outside the 80x64 image"),
+    ([85, 10, 30, 8], "with no area inside the 80x64 image"),
 ])
 def test_bad_box_is_skipped_with_warning(coco_root, caplog, bbox, why):
     _edit(coco_root, lambda d: d["annotations"][0].update(bbox=bbox))
@@ -69,6 +69,18 @@ def test_bad_box_is_skipped_with_warning(coco_root, caplog, bbox, why):
     assert "1 problem(s) skipped" in caplog.records[-1].getMessage()
     with pytest.raises(UserError, match=f"annotation id 1000 .*{why}.*SKIP_BAD_SAMPLES"):
         get_dataset_dicts("coco_2017_val", strict=True)
+
+
+def test_box_crossing_the_border_is_clipped_and_kept(coco_root, caplog):
+    # Issue 12, case b13: a box run 14 px past the right border keeps its visible part, as
+    # Detectron2's mapper and torchvision's references do; only boxes with no area go.
+    _edit(coco_root, lambda d: d["annotations"][0].update(bbox=[60, 10, 34, 30]))
+    with caplog.at_level(logging.INFO, logger="resdet.data"):
+        dicts = get_dataset_dicts("coco_2017_val")
+    assert sum(len(d["annotations"]) for d in dicts) == 4
+    assert dicts[0]["annotations"][0]["bbox"] == [60.0, 10.0, 20.0, 30.0]  # 80 px wide image
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "1 box(es) crossing the image border were clipped to it and kept" in caplog.text
 
 
 def test_unknown_category_and_image(coco_root, caplog):

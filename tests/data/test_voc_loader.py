@@ -6,7 +6,7 @@ import os
 import pytest
 
 from resdet.data import get_dataset_dicts, get_metadata
-from resdet.data.tiny_datasets import make_tiny_voc, voc_xml
+from tests.tiny_datasets import make_tiny_voc, voc_xml
 from resdet.data.voc import VOC_CLASSES
 from resdet.errors import UserError
 
@@ -59,7 +59,7 @@ def test_malformed_xml_names_file_and_line(voc_root, caplog):
     ([{"name": "unicorn", "bbox": (1, 1, 9, 9)}], "unknown class <name> 'unicorn'"),
     ([{"name": "dog", "bbox": (1, 1, "x", 9)}], "<bndbox> needs numeric"),
     ([{"name": "dog", "bbox": (20, 1, 10, 9)}], "non-positive size"),
-    ([{"name": "dog", "bbox": (1, 1, 90, 9)}], "outside the 70x60 image"),
+    ([{"name": "dog", "bbox": (80, 1, 90, 9)}], "with no area inside the 70x60 image"),
 ])
 def test_bad_object_skipped_with_element(voc_root, caplog, objects, why):
     _write_xml(voc_root, "000001", voc_xml("000001.jpg", 60, 70, objects + [
@@ -69,6 +69,13 @@ def test_bad_object_skipped_with_element(voc_root, caplog, objects, why):
     assert [a["category_id"] for a in d["annotations"]] == [VOC_CLASSES.index("cat")]
     msg = caplog.records[0].getMessage()
     assert "000001.xml: element <object> #1" in msg and why in msg
+
+
+def test_box_past_the_border_clipped_and_kept(voc_root):
+    _write_xml(voc_root, "000001", voc_xml("000001.jpg", 60, 70, [
+        {"name": "dog", "bbox": (41, 11, 84.5, 30)}]))
+    (a,) = get_dataset_dicts("voc_2007_train")[0]["annotations"]
+    assert a["bbox"] == [40.0, 10.0, 70.0, 30.0]
 
 
 def test_missing_xml_and_missing_size(voc_root, caplog):

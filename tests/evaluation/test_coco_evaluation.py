@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from resdet.data import get_dataset_dicts
-from resdet.data.tiny_datasets import make_tiny_coco, make_tiny_voc
+from tests.tiny_datasets import make_tiny_coco, make_tiny_voc
 from resdet.evaluation import COCOEvaluator, build_evaluator, evaluate_coco
 from resdet.evaluation.bench import make_synthetic_coco
 from resdet.evaluation.voc_evaluation import PascalVOCEvaluator

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from resdet.data.tiny_datasets import make_tiny_voc
+from tests.tiny_datasets import make_tiny_voc
 from resdet.data.voc import VOC_CLASSES
 from resdet.errors import UserError
 from tests.voc_hand_case import write_hand_voc

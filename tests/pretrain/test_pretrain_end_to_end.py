@@ -97,7 +97,7 @@ def test_imagenet_folders_train_eval_export(root):
 
     shutil.rmtree(str(root / "datasets" / "imagenet" / "train"))
     shutil.rmtree(str(root / "datasets" / "imagenet" / "val" / "n01440764"))
-    sets = _test_sets(cfg2, final["classes"], "model_final.pth")
+    sets, _ = _test_sets(cfg2, final["classes"], "model_final.pth")
     assert [r["label"] for r in sets["imagenet_val"]] == [1, 1, 2, 2]
     res3 = run(cfg2, argparse.Namespace(eval_only=True, resume=False))
     assert res3["eval_results"]["imagenet_val"]["num_images"] == 4
@@ -139,7 +139,11 @@ def test_eval_only_torchvision_weights_use_torchvision_normalisation(root, monke
 
     from resdet.pretrain.task import ClassificationTask
 
-    make_imagenet_folders(str(root / "datasets"), classes=3, per_class=1, val_per_class=2)
+    from resdet.data.classification import imagenet1k_wnids
+
+    # real ImageNet-1k classes: torchvision's weights are labelled by them (issue 17)
+    make_imagenet_folders(str(root / "datasets"), classes=3, per_class=1, val_per_class=2,
+                          names=imagenet1k_wnids()[:3])
     tv18 = str(root / "tv_resnet18.pth")
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), tv18)
     seen = []

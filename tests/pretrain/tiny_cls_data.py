@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import List
+from typing import List, Sequence
 
 import numpy as np
 
@@ -18,14 +18,15 @@ def _pattern(k: int, i: int, size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_imagenet_folders(root: str, classes: int = 3, per_class: int = 6, val_per_class: int = 2,
-                          size: int = 40, wnid: bool = True) -> str:
-    """``root/imagenet/{train,val}/<wnid>/*.JPEG`` as ImageNet's class-folder layout."""
+                          size: int = 40, wnid: bool = True, names: Sequence[str] = ()) -> str:
+    """``root/imagenet/{train,val}/<wnid>/*.JPEG`` as ImageNet's class-folder layout (folder
+    names: ``names``, else made-up WordNet-style ids, or ``class<k>`` without ``wnid``)."""
     import cv2
 
     rng = np.random.default_rng(0)
     for split, n in (("train", per_class), ("val", val_per_class)):
         for k in range(classes):
-            name = f"n{1440764 + k:08d}" if wnid else f"class{k}"
+            name = names[k] if names else f"n{1440764 + k:08d}" if wnid else f"class{k}"
             folder = os.path.join(root, "imagenet", split, name)
             os.makedirs(folder, exist_ok=True)
             for i in range(n):
@@ -35,13 +36,16 @@ def make_imagenet_folders(root: str, classes: int = 3, per_class: int = 6, val_p
     return os.path.join(root, "imagenet")
 
 
-def make_cifar_batches(root: str, per_batch: int = 8, test: int = 10) -> str:
-    """``root/cifar10/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``."""
+def make_cifar_batches(root: str, per_batch: int = 8, test: int = 10,
+                       torchvision_layout: bool = False) -> str:
+    """``root/cifar10/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``, or with
+    ``torchvision_layout`` ``root/cifar-10-batches-py/...`` (where torchvision extracts it)."""
     import pickle
 
     from resdet.data.cls_cifar import CIFAR10_CLASSES, write_cifar_batch
 
-    folder = os.path.join(root, "cifar10", "cifar-10-batches-py")
+    folder = os.path.join(root, *([] if torchvision_layout else ["cifar10"]),
+                          "cifar-10-batches-py")
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(1)
     for b in range(1, 6):
@@ -110,3 +114,16 @@ def make_flat_imagenet_val(root: str, wnids: List[str], labels: str = "csv",
             tar.add(devkit, arcname="ILSVRC2012_devkit_t12")
         shutil.rmtree(devkit)
     return stems
+
+
+def make_b22_folders(root: str) -> None:
+    """The handed case b22: ImageNet-style train/val with an empty .ipynb_checkpoints folder."""
+    from PIL import Image
+
+    for split, n in (("train", 2), ("val", 1)):
+        for ci, c in enumerate(["n01", "n02", "n03"]):
+            for i in range(n):
+                p = os.path.join(root, "imagenet", split, c, f"{c}_{i}.JPEG")
+                os.makedirs(os.path.dirname(p), exist_ok=True)
+                Image.new("RGB", (12, 10), (60 * ci, 0, 0)).save(p)
+        os.makedirs(os.path.join(root, "imagenet", split, ".ipynb_checkpoints"))

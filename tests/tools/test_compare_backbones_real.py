@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from resdet.data.tiny_datasets import make_tiny_voc
+from tests.tiny_datasets import make_tiny_voc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = ["MODEL.WEIGHTS", "", "DATASETS.TRAIN", "('voc_2007_trainval',)",

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from resdet.data.tiny_datasets import make_tiny_voc
+from tests.tiny_datasets import make_tiny_voc
 from resdet.evaluation.bench import make_synthetic_coco
 from tests.voc_hand_case import write_hand_voc
 

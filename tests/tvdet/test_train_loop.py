@@ -60,8 +60,8 @@ def test_unreadable_training_image_is_skipped_with_a_warning(tiny_root, tmp_path
             main(train_args(QUICK, opts))
         finally:
             logging.getLogger("resdet").propagate = False
-    warned = [r.getMessage() for r in caplog.records if "unreadable training image" in r.message]
-    assert warned and "000000000001.jpg" in warned[0] and "1 skipped" in warned[0]
+    warned = [r.getMessage() for r in caplog.records if "Skipping a training image" in r.message]
+    assert warned and "000000000001.jpg" in warned[0] and "(1 image(s) skipped" in warned[0]
     assert _iterations(out) == [2]
     with pytest.raises(UserError, match="000000000001.jpg"):
         main(train_args(QUICK, tiny_opts(str(tmp_path / "strict"), **COCO,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from resdet.data.catalog import COCO_CATEGORIES
-from resdet.data.tiny_datasets import make_tiny_coco, make_tiny_voc
+from tests.tiny_datasets import make_tiny_coco, make_tiny_voc
 from resdet.data.voc import VOC_CLASSES
 
 # (width, height) of the tiny images: landscape and portrait, for aspect-ratio grouping.
