@@ -303,6 +303,11 @@ def add_resdet_config(cfg: _FvcoreCfgNode) -> _FvcoreCfgNode:
     _add(cfg, "TEST.VOC_SUBMISSION_DIR", "")
     # "auto" (Detectron2 when it imports), "detectron2" or "torchvision".
     _add(cfg, "ENGINE", "auto")
+    # A user's own datasets by name, usable wherever a builtin name is (resdet.data.custom):
+    # NAME: {FORMAT: coco, JSON_FILE: .., IMAGE_ROOT: ..} or
+    # NAME: {FORMAT: voc, ROOT: .., SPLIT: .., CLASSES: [..], YEAR: 2012 (2007: 11-point AP)}.
+    _add_node(cfg, "DATASETS", node_cls)
+    _add(cfg, "DATASETS.CUSTOM", node_cls(new_allowed=True))
 
     _add_pretrain_config(cfg, node_cls)
     return cfg

@@ -225,6 +225,8 @@ def setup(args) -> Any:
         cfg.defrost()
         cfg.MODEL.DEVICE = "cpu"
         cfg.freeze()
+    from resdet.data.custom import register_custom_datasets  # DATASETS.CUSTOM names (issue 12)
+    register_custom_datasets(cfg)
     register_resdet_datasets()
     default_setup(cfg, args)
     logger.info("Engine: detectron2 (resdet plugin)")
@@ -268,6 +270,9 @@ def main(args) -> Any:
         return ResdetTrainer.test(cfg, model)
     trainer = ResdetTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
+    if args.resume:  # SOLVER.BASE_LR/STEPS/MAX_ITER/GAMMA changed on purpose win (issue 12)
+        from resdet.d2.resume import apply_changed_solver_settings
+        apply_changed_solver_settings(trainer, cfg)
     try:
         trainer.train()
     except FloatingPointError as e:

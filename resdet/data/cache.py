@@ -322,7 +322,8 @@ def _coco_what(json_file: str, *args, **kwargs) -> str:
 #: and ``strict``; bypassed when a ``problems`` log is passed).
 cache_coco_json = cached_loader(
     "coco", sources=_coco_sources, key=_coco_key, bypass=_coco_bypass, what=_coco_what,
-    code=("resdet.data.coco", "resdet.data.annotations", "resdet.data.problems"))
+    code=("resdet.data.coco", "resdet.data.annotations", "resdet.data.problems",
+          "resdet.data.coco_format"))
 
 
 def folder_sources(folder: str, extra: Sequence[str] = ()) -> List[str]:

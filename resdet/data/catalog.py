@@ -98,6 +98,12 @@ def _entry(name: str) -> _Entry:
     try:
         return _REGISTRY[name]
     except KeyError:
+        # A name a user registered in Detectron2's own DatasetCatalog (issue 12).
+        from resdet.data.custom import detectron2_entry
+
+        found = detectron2_entry(name)
+        if found is not None:
+            return found
         near = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
         hint = f"did you mean {near[0]!r}? " if near else ""
         raise UserError(f"Unknown dataset {name!r}; {hint}valid names: "

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from resdet.data.annotations import XYWH_ABS, XYXY_ABS, box_problem, clip_box, crosses_border
 from resdet.data.cache import cache_coco_json
+from resdet.data.coco_format import normalize_coco_gt
 from resdet.data.problems import ProblemLog
 from resdet.errors import UserError
 
@@ -94,6 +95,8 @@ def load_coco_json(
     for key in ("images", "annotations"):
         if not isinstance(data.get(key), list):
             raise UserError(f"{json_file} has no '{key}' list; a COCO instances file needs one.")
+    # Missing area/iscrowd filled in as every consumer sees them (issue 12).
+    data = normalize_coco_gt(data, json_file, for_coco_api=False)
     cats = coco_categories(data, json_file)
     if id_map is None:
         id_map = {c["id"]: i for i, c in enumerate(cats)}

@@ -18,8 +18,9 @@ continues the same schedule.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -154,7 +155,9 @@ class LRSchedule:
                 "base_lrs": list(self.base_lrs)}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore :meth:`state_dict`: what training observed. The base lrs stay the config's
+        (``SOLVER.BASE_LR`` changed on purpose for ``--resume`` applies from the resumed
+        iteration; see :func:`changed_solver_settings`)."""
         self.drops = state["drops"]
         self.best = state["best"]
         self.bad_observations = state["bad_observations"]
@@ -162,7 +165,6 @@ class LRSchedule:
         self._window_sum = state["window_sum"]
         self._window_n = state["window_n"]
         self.history = list(state["history"])
-        self.base_lrs = list(state.get("base_lrs", self.base_lrs))
 
 
 def build_lr_schedule(cfg: Any, optimizer: torch.optim.Optimizer) -> LRSchedule:
@@ -213,3 +215,54 @@ def build_lr_schedule(cfg: Any, optimizer: torch.optim.Optimizer) -> LRSchedule:
                       gated_until=pre.WARMUP_UNTIL_ERROR, gated_max_iters=pre.WARMUP_MAX_ITERS,
                       watch=metric)
     return LRSchedule(optimizer, **kwargs)
+
+
+# Solver settings a user may change on purpose between a run and its --resume (e.g. a lower
+# BASE_LR after a non-finite loss): the config's value applies from the resumed iteration.
+RESUMABLE_SOLVER_KEYS = ("SOLVER.BASE_LR", "SOLVER.STEPS", "SOLVER.MAX_ITER", "SOLVER.GAMMA")
+
+
+def _solver_values(cfg: Any) -> Optional[Dict[str, Any]]:
+    if cfg is None:
+        return None
+    if isinstance(cfg, (str, bytes)):
+        import yaml
+
+        try:
+            cfg = yaml.safe_load(cfg)
+        except yaml.YAMLError:
+            return None
+    solver = cfg.get("SOLVER") if hasattr(cfg, "get") else None
+    if not hasattr(solver, "get"):
+        return None
+    out = {}
+    for key in RESUMABLE_SOLVER_KEYS:
+        value = solver.get(key.split(".", 1)[1])
+        out[key] = list(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def changed_solver_settings(saved_cfg: Any, cfg: Any) -> List[Tuple[str, Any, Any]]:
+    """The :data:`RESUMABLE_SOLVER_KEYS` whose value in ``cfg`` differs from the checkpoint's.
+
+    Args:
+        saved_cfg: the config stored in the checkpoint (YAML text or a config/dict); None when
+            the checkpoint has none (nothing is reported then).
+        cfg: the config of the resumed run (YAML text or a config/dict).
+
+    Returns:
+        ``[(key, checkpoint value, config value), ...]`` in :data:`RESUMABLE_SOLVER_KEYS` order.
+    """
+    old, new = _solver_values(saved_cfg), _solver_values(cfg)
+    if old is None or new is None:
+        return []
+    return [(k, old[k], new[k]) for k in RESUMABLE_SOLVER_KEYS
+            if old[k] is not None and old[k] != new[k]]
+
+
+def log_changed_solver_settings(changes: List[Tuple[str, Any, Any]], start_iter: int) -> None:
+    """One warning per changed key: ``checkpoint value -> config value``."""
+    log = logging.getLogger("resdet.engine")
+    for key, old, new in changes:
+        log.warning("--resume: %s %s -> %s (checkpoint value -> config value); the config's "
+                    "value applies from iteration %d.", key, old, new, start_iter)

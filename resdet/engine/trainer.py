@@ -38,7 +38,11 @@ from torch.nn.parallel import DistributedDataParallel
 from resdet.engine import comm
 from resdet.engine.checkpointer import Checkpointer, capture_rng_state, restore_rng_state
 from resdet.engine.events import MetricsWriter, write_eval_results
-from resdet.engine.lr_schedule import LRSchedule
+from resdet.engine.lr_schedule import (
+    LRSchedule,
+    changed_solver_settings,
+    log_changed_solver_settings,
+)
 from resdet.errors import UserError
 
 logger = logging.getLogger("resdet.engine")
@@ -193,6 +197,9 @@ class Trainer:
         self.start_iter = ckpt["iteration"] + 1
         self.last_good_checkpoint = path
         self.metrics.truncate_after(ckpt["iteration"])
+        # The schedule kept the config's base lrs, steps, gamma and max_iter: say which differ.
+        log_changed_solver_settings(changed_solver_settings(ckpt.get("cfg"), self.cfg_yaml),
+                                    self.start_iter)
         logger.info("Resumed from %s: continuing at iteration %d of %d.", path, self.start_iter,
                     self.max_iter)
         return True

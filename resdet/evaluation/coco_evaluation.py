@@ -2,8 +2,11 @@
 
 The numbers come from the COCO API's ``COCOeval`` (bbox): ``faster_coco_eval``'s C++
 implementation when it imports (the same algorithm, several times faster; Detectron2 uses its own
-C++ ``COCOeval_opt`` for the same reason), with ``pycocotools`` as the fallback. Both give the same
-statistics (tested). AP values are in percent, with Detectron2's key names.
+C++ ``COCOeval_opt`` for the same reason), with ``pycocotools`` as the fallback. Both get the
+same input, ground truth normalised by :mod:`resdet.data.coco_format` (missing ``area``/``iscrowd``
+filled in, non-integer image ids mapped) and results checked by one policy (non-finite values
+refused), so they give the same statistics (tested on a corpus of odd files). AP values are in
+percent, with Detectron2's key names; no detections at all score as ``COCOeval`` scores them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -53,20 +56,36 @@ def coco_backend(backend: str = "auto") -> Tuple[Any, Any, str]:
     return COCO, COCOeval, "pycocotools"
 
 
-def load_coco_gt(gt: Any, backend: str = "auto") -> Any:
-    """A COCO API object for ground truth given as a path, a COCO dict, or an API object."""
+def load_coco_gt(gt: Any, backend: str = "auto", source: Optional[str] = None) -> Any:
+    """A COCO API object for ground truth given as a path, a COCO dict, or an API object.
+
+    Paths and dicts go through :func:`resdet.data.coco_format.normalize_coco_gt` (missing
+    ``area``/``iscrowd``/``id`` filled in, non-integer image ids mapped to 1..N) and
+    :func:`~resdet.data.coco_format.check_coco_gt`, so both backends see the same file.
+
+    Raises:
+        UserError: the file is not COCO ground truth, or has an entry neither backend can score.
+    """
     if not isinstance(gt, (str, os.PathLike, dict)):
         return gt  # already a COCO api object
+    from resdet.data.coco_format import check_coco_gt, normalize_coco_gt
+
     coco_cls, _, _ = coco_backend(backend)
     if not isinstance(gt, dict):
         from resdet.data.coco import read_json
 
-        path = os.fspath(gt)
-        gt = read_json(path)
+        source = os.fspath(gt)
+        gt = read_json(source)
         if not isinstance(gt, dict) or not isinstance(gt.get("images"), list) \
                 or not isinstance(gt.get("categories"), list):
-            raise UserError(f"{path} is not a COCO ground-truth file (needs 'images' and "
+            raise UserError(f"{source} is not a COCO ground-truth file (needs 'images' and "
                             "'categories' lists).")
+    source = source or "the ground truth"
+    gt = normalize_coco_gt(gt, source)
+    # copies: COCOeval writes an "ignore" flag into the ground truth's annotations
+    gt["annotations"] = [dict(a) if isinstance(a, dict) else a
+                         for a in gt.get("annotations", [])]
+    check_coco_gt(gt, source)
     api = coco_cls()
     api.dataset = gt
     with contextlib.redirect_stdout(io.StringIO()):
@@ -74,41 +93,20 @@ def load_coco_gt(gt: Any, backend: str = "auto") -> Any:
     return api
 
 
-def check_results(results: Any, gt_img_ids: Iterable[Any], source: str = "results",
-                  gt_cat_ids: Optional[Iterable[Any]] = None) -> None:
-    """Check a COCO results list: each entry has image_id (known), category_id, 4-number bbox,
-    score. Category ids not in ``gt_cat_ids`` only get a warning (COCOeval ignores them).
+def check_results(results: Any, coco_gt: Any, source: str = "results") -> List[dict]:
+    """The results list checked against ground truth from :func:`load_coco_gt`, its image ids
+    mapped as the ground truth's were (see :func:`resdet.data.coco_format.normalize_coco_results`:
+    one policy for every backend).
 
     Raises:
-        UserError: naming ``source`` and the first bad entry.
+        UserError: naming ``source`` and the first bad entry (missing field, non-finite score or
+            box, image not in the ground truth).
     """
-    if not isinstance(results, list):
-        raise UserError(f"{source} must be a JSON list of detections "
-                        "({image_id, category_id, bbox: [x, y, w, h], score}).")
-    i = 0
-    try:
-        for r in results:
-            if len(r["bbox"]) != 4 or r["score"] is None or r["category_id"] is None:
-                raise ValueError
-            i += 1
-    except (KeyError, TypeError, ValueError):
-        raise UserError(f"{source}: entry {i} is not a detection {{image_id, category_id, "
-                        f"bbox: [x, y, w, h], score}}: {str(results[i])[:120]}") from None
-    try:
-        ids = {r["image_id"] for r in results}
-    except (KeyError, TypeError):
-        raise UserError(f"{source}: every detection needs a hashable 'image_id'.") from None
-    unknown = ids.difference(gt_img_ids)
-    if unknown:
-        some = sorted(map(str, unknown))[:3]
-        raise UserError(f"{source}: {len(unknown)} image_id(s) are not in the ground truth "
-                        f"(e.g. {', '.join(some)}); check that the file is for this dataset.")
-    if gt_cat_ids is not None:
-        cats = {r["category_id"] for r in results}.difference(gt_cat_ids)
-        if cats:
-            logger.warning("%s: category_id(s) %s are not in the ground truth; those detections "
-                           "are ignored (COCO data uses the dataset's own category ids).",
-                           source, sorted(map(str, cats))[:5])
+    from resdet.data.coco_format import image_id_map, normalize_coco_results
+
+    id_map = image_id_map(coco_gt.dataset)
+    img_ids = list(id_map) if id_map is not None else coco_gt.getImgIds()
+    return normalize_coco_results(results, source, img_ids, id_map, coco_gt.getCatIds())
 
 
 def load_results(coco_gt: Any, results: List[dict], backend: str = "auto") -> Any:
@@ -137,6 +135,19 @@ def load_results(coco_gt: Any, results: List[dict], backend: str = "auto") -> An
     return res
 
 
+def null_nonfinite(value: Any) -> Any:
+    """``value`` (nested dicts/lists) with NaN/inf floats as None, so that ``json.dumps(...,
+    allow_nan=False)`` writes valid JSON: an undefined metric (APl without large objects, the AP
+    of a class without ground truth) is null, never a bare NaN."""
+    if isinstance(value, dict):
+        return {k: null_nonfinite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [null_nonfinite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def _percent(x: float) -> float:
     # Detectron2's convention: -1 (no ground truth in the area range) becomes NaN.
     return float(x * 100) if x >= 0 else float("nan")
@@ -150,31 +161,45 @@ def evaluate_coco(
     img_ids: Optional[Sequence[Any]] = None,
     per_category: bool = True,
     summary: Optional[List[str]] = None,
+    source: str = "results",
 ) -> Dict[str, float]:
     """COCO box AP of ``results`` against ``gt``.
 
+    Both backends get the same input: the ground truth normalised by :func:`load_coco_gt` and the
+    results checked and id-mapped by :func:`check_results`, so they give the same numbers.
+
     Args:
-        gt: ground truth: a COCO json path, a COCO dict, or a COCO API object.
-        results: COCO results (image_id, category_id (the dataset's own id), bbox [x, y, w, h],
-            score); used as given (the COCO API adds keys to the dicts).
+        gt: ground truth: a COCO json path, a COCO dict, or a COCO API object from
+            :func:`load_coco_gt`.
+        results: COCO results (image_id as in the ground truth file, category_id (the dataset's
+            own id), bbox [x, y, w, h], score); not modified.
         backend: see :func:`coco_backend`.
-        img_ids: evaluate only these images (default: all images of ``gt``, as COCOeval does).
+        img_ids: evaluate only these images (the file's own ids; default: all images of ``gt``,
+            as COCOeval does).
         per_category: add ``"AP-<class name>"`` entries, as Detectron2 does.
         summary: if given, the COCO API's 12-line summary text is appended to it.
+        source: the results' name (a file path) for messages.
 
     Returns:
-        ``{"AP", "AP50", "AP75", "APs", "APm", "APl"}`` (percent; NaN where an area range has no
-        ground truth) and per-category APs.
+        ``{"AP", "AP50", "AP75", "APs", "APm", "APl"}`` (percent) and per-category APs, as
+        pycocotools' COCOeval gives them: 0 where there is ground truth and nothing matched it,
+        NaN where an area range or class has no ground truth.
+
+    Raises:
+        UserError: bad ground truth or results (one sentence naming the file and entry).
     """
+    from resdet.data.coco_format import image_id_map
+
     _, cocoeval_cls, name = coco_backend(backend)
     coco_gt = load_coco_gt(gt, backend)
+    results = check_results(results, coco_gt, source)
+    id_map = image_id_map(coco_gt.dataset)
+    if img_ids is not None and id_map is not None:
+        img_ids = [id_map[i] for i in img_ids]
     if not results:
-        # An empty result list has nothing matched: AP 0 (pycocotools cannot load it).
-        logger.warning("No detections to evaluate; every AP is 0.")
-        out = {k: 0.0 for k in METRICS}
-        if per_category:
-            out.update({f"AP-{c['name']}": 0.0 for c in coco_gt.loadCats(coco_gt.getCatIds())})
-        return out
+        # Scored like any other list (pycocotools' loadRes cannot load an empty one; resdet's
+        # load_results can): AP 0 where there is ground truth, NaN where there is none.
+        logger.warning("No detections to evaluate.")
     with contextlib.redirect_stdout(io.StringIO()) as text:
         coco_dt = load_results(coco_gt, results, backend)
         kwargs = {"print_function": print} if name == "faster_coco_eval" else {}
@@ -277,7 +302,6 @@ class COCOEvaluator:
         self._backend = backend
         self._metadata = catalog.get_metadata(dataset_name)
         self._gt = None
-        self._image_id_map: Optional[Dict[Any, int]] = None
         id_map = self._metadata.get("thing_dataset_id_to_contiguous_id")
         if self._metadata.get("json_file") and id_map:
             self._label_to_cat = {v: int(k) for k, v in id_map.items()}
@@ -296,8 +320,7 @@ class COCOEvaluator:
             else:
                 dicts = catalog.get_dataset_dicts(self._dataset_name)
                 coco = convert_to_coco_dict(dicts, self._metadata["thing_classes"])
-                self._image_id_map = {im["orig_image_id"]: im["id"] for im in coco["images"]}
-                self._gt = load_coco_gt(coco, self._backend)
+                self._gt = load_coco_gt(coco, self._backend, source=self._dataset_name)
         return self._gt
 
     def reset(self) -> None:
@@ -329,16 +352,13 @@ class COCOEvaluator:
             os.makedirs(self._output_dir, exist_ok=True)
             path = os.path.join(self._output_dir, "coco_instances_results.json")
             with open(path, "w") as f:
-                json.dump(predictions, f)
+                # valid JSON even from a diverged model (non-finite scores are refused below)
+                json.dump(null_nonfinite(predictions), f, allow_nan=False)
             logger.info("Saved %d detections to %s", len(predictions), path)
-        gt = self._ground_truth()
-        if self._image_id_map is not None:
-            predictions = [dict(p, image_id=self._image_id_map[p["image_id"]])
-                           for p in predictions]
-            image_ids = [self._image_id_map[i] for i in image_ids]
         summary: List[str] = []
-        res = evaluate_coco(gt, predictions, backend=self._backend,
-                            img_ids=sorted(set(image_ids)), summary=summary)
+        res = evaluate_coco(self._ground_truth(), predictions, backend=self._backend,
+                            img_ids=sorted(set(image_ids), key=str), summary=summary,
+                            source=f"the detections on {self._dataset_name}")
         if summary:
             logger.info("Evaluation of %s:\n%s", self._dataset_name, summary[0])
         return {"bbox": res}

@@ -218,8 +218,17 @@ class PascalVOCEvaluator:
 
     def add_detections(self, image_id: str, boxes: np.ndarray, scores: Sequence[float],
                        labels: Sequence[int]) -> None:
-        """Record one image's detections (0-based XYXY boxes, contiguous labels)."""
+        """Record one image's detections (0-based XYXY boxes, contiguous labels).
+
+        Raises:
+            UserError: a non-finite score or box (the COCO evaluators' policy too).
+        """
         for box, score, cls in zip(boxes, scores, labels):
+            if not (np.isfinite(score) and np.isfinite(np.asarray(box, dtype=float)).all()):
+                raise UserError(
+                    f"the detections on {self._dataset_name}: image {image_id} has a non-finite "
+                    f"score or box (score {float(score)}, box {[float(v) for v in box]}); fix "
+                    "the model or the file, resdet does not guess one.")
             self._predictions[int(cls)].append(format_detection(image_id, float(score), box))
 
     def process(self, inputs: List[dict], outputs: List[dict]) -> None:

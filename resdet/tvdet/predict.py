@@ -150,6 +150,8 @@ def run_predict(config_file: str, weights: str, inputs: Sequence[str], output_di
 
     setup_logging(None)
     cfg = load_config(config_file, list(opts or []) + ["MODEL.WEIGHTS", weights])
+    from resdet.data.custom import register_custom_datasets  # DATASETS.CUSTOM names (issue 12)
+    register_custom_datasets(cfg)
     if not is_detector_checkpoint(weights):
         raise UserError(f"--weights {weights} is not a detector checkpoint; pass a "
                         "model_final.pth written by tools/train_net.py (either engine).")

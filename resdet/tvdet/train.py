@@ -103,6 +103,8 @@ def setup(args) -> Any:
     """Load the config (``args.config_file`` + ``args.opts``), check that this engine can honour
     it, and prepare OUTPUT_DIR (log.txt starts with the engine line, then config.yaml, seed)."""
     cfg = load_config(args.config_file, args.opts)
+    from resdet.data.custom import register_custom_datasets  # DATASETS.CUSTOM names (issue 12)
+    register_custom_datasets(cfg)
     check_config(cfg)
     if comm.is_main_process():
         try:

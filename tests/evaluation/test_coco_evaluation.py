@@ -96,3 +96,93 @@ def test_benchmark_runs_on_a_tiny_input():
     assert r["ours"] > 0 and r["reference"] > 0
     assert r["ratio"] == pytest.approx(r["ours"] / r["reference"])
     assert r["max_abs_diff"] < 1e-9 and r["num_detections"] == 75
+
+
+def _write_coco_val(root, images, anns, cats):
+    """DETECTRON2_DATASETS-layout coco_2017_val with the given records (black 80x60 JPEGs)."""
+    from PIL import Image
+
+    os.makedirs(root / "coco" / "annotations", exist_ok=True)
+    os.makedirs(root / "coco" / "val2017", exist_ok=True)
+    for im in images:
+        Image.new("RGB", (im["width"], im["height"])).save(root / "coco" / "val2017" /
+                                                           im["file_name"])
+    with open(root / "coco" / "annotations" / "instances_val2017.json", "w") as f:
+        json.dump({"images": images, "annotations": anns, "categories": cats}, f)
+
+
+def test_no_detections_score_as_cocoeval(tmp_path, monkeypatch):
+    """Case p03: no detections at all -> what pycocotools' COCOeval gives: AP 0 overall and for
+    classes with ground truth, NaN for classes and area ranges without any."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    images = [{"id": i, "file_name": f"{i:012d}.jpg", "width": 80, "height": 60} for i in (1, 2)]
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 20], "area": 600,
+             "iscrowd": 0}]
+    cats = [{"id": 1, "name": "person"}, {"id": 2, "name": "bicycle"}]
+    _write_coco_val(tmp_path, images, anns, cats)
+    dicts = get_dataset_dicts("coco_2017_val")
+    for backend in ("faster_coco_eval", "pycocotools"):
+        ev = COCOEvaluator("coco_2017_val", backend=backend)
+        ev.process(dicts, [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0),
+                            "labels": torch.zeros(0, dtype=torch.long)} for _ in dicts])
+        res = ev.evaluate()["bbox"]
+        assert {k: res[k] for k in ("AP", "AP50", "AP75", "APs", "AP-person")} == {
+            "AP": 0.0, "AP50": 0.0, "AP75": 0.0, "APs": 0.0, "AP-person": 0.0}
+        assert math.isnan(res["APm"]) and math.isnan(res["APl"])
+        assert math.isnan(res["AP-bicycle"])  # a class without ground truth: undefined
+    # the reference: pycocotools' COCOeval itself, on an empty detection set
+    gt = COCO()
+    gt.dataset = json.load(open(tmp_path / "coco" / "annotations" / "instances_val2017.json"))
+    gt.createIndex()
+    dt = COCO()
+    dt.dataset = {"images": gt.dataset["images"], "categories": cats, "annotations": []}
+    dt.createIndex()
+    ref = COCOeval(gt, dt, "bbox")
+    ref.evaluate()
+    ref.accumulate()
+    ref.summarize()
+    assert ref.stats[0] == 0.0 and ref.stats[4] == -1.0  # AP 0, APm undefined (-1 -> NaN)
+
+
+def test_string_image_ids_in_the_evaluator_and_its_results_file(tmp_path, monkeypatch):
+    """Case b05 at the end of training: records keep the file's string ids, the evaluator maps
+    them for both backends and writes them unchanged into coco_instances_results.json."""
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    ids = ["frame_a", "frame_b"]
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 80, "height": 60} for i in ids]
+    anns = [{"id": k + 1, "image_id": i, "category_id": 1, "bbox": [10, 10, 30, 20],
+             "area": 600, "iscrowd": 0} for k, i in enumerate(ids)]
+    _write_coco_val(tmp_path, images, anns, [{"id": 1, "name": "person"}])
+    dicts = get_dataset_dicts("coco_2017_val")
+    assert [d["image_id"] for d in dicts] == ids
+    outs = [{"boxes": torch.tensor([[10.0, 10, 40, 30]]), "scores": torch.tensor([0.9]),
+             "labels": torch.tensor([0])},
+            {"boxes": torch.tensor([[10.0, 10, 40, 30], [50, 30, 70, 50]]),
+             "scores": torch.tensor([0.9, 0.95]), "labels": torch.tensor([0, 0])}]
+    for backend in ("faster_coco_eval", "pycocotools"):
+        ev = COCOEvaluator("coco_2017_val", str(tmp_path / backend), backend=backend)
+        ev.process(dicts, outs)
+        assert ev.evaluate()["bbox"]["AP"] == pytest.approx(200 / 3)
+        written = json.load(open(tmp_path / backend / "coco_instances_results.json"))
+        assert [r["image_id"] for r in written] == ["frame_a", "frame_b", "frame_b"]
+
+
+def test_nonfinite_model_output_is_refused_and_the_results_file_stays_json(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    make_tiny_coco(str(tmp_path), "val2017", num_images=2)
+    dicts = get_dataset_dicts("coco_2017_val")
+    ev = COCOEvaluator("coco_2017_val", str(tmp_path / "out"))
+    ev.process(dicts[:1], [{"boxes": torch.tensor([[1.0, 2, 3, 4]]),
+                            "scores": torch.tensor([float("nan")]),
+                            "labels": torch.tensor([0])}])
+    from resdet.errors import UserError
+
+    with pytest.raises(UserError, match=r"^the detections on coco_2017_val: entry 0 has a "
+                       r"non-finite score or box \(score nan, bbox \[1.0, 2.0, 2.0, 2.0\]\)"):
+        ev.evaluate()
+    written = json.loads((tmp_path / "out" / "coco_instances_results.json").read_text())
+    assert written[0]["score"] is None  # valid JSON (null), not a bare NaN

@@ -145,3 +145,15 @@ def test_voc2012_test_writes_submission(tmp_path, monkeypatch):
     lines = (folder / "comp4_det_test_dog.txt").read_text().splitlines()
     assert lines[0] == "000001 0.900 1.0 1.0 10.0 10.0" and len(lines) == 5
     assert (folder / "comp4_det_test_cat.txt").read_text() == ""
+
+
+def test_nonfinite_detections_are_refused_naming_the_image(tmp_path, monkeypatch):
+    """The same policy as the COCO evaluators: a NaN/inf score or box is an error, not a guess."""
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    write_hand_voc(tmp_path, 2007, "test")
+    ev = PascalVOCEvaluator("voc_2007_test")
+    with pytest.raises(UserError) as e:
+        ev.add_detections("000001", [(0.0, 0.0, float("inf"), 10.0)], [0.5], [11])
+    assert str(e.value) == (
+        "the detections on voc_2007_test: image 000001 has a non-finite score or box (score 0.5, "
+        "box [0.0, 0.0, inf, 10.0]); fix the model or the file, resdet does not guess one.")
