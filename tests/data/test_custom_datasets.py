@@ -221,3 +221,27 @@ def test_python_form_on_the_detectron2_engine(tmp_path):
         f"runpy.run_path({os.path.join(repo, 'tools', 'train_net.py')!r}, run_name='__main__')\n")
     _, results = _eval_only(tmp_path, str(wrapper), [], engine="detectron2")
     assert {"AP", "AP50", "AP-cat", "AP-dog"} <= set(results["my_val"]["bbox"])
+
+
+def test_check_py_takes_the_config(tmp_path):
+    ann = write_coco(tmp_path / "c")
+    voc = write_voc(tmp_path / "v")
+    cfg_file = tmp_path / "my.yaml"
+    cfg_file.write_text(
+        "DATASETS:\n  CUSTOM:\n"
+        f"    cfg_train: {{FORMAT: coco, JSON_FILE: {ann}, IMAGE_ROOT: {tmp_path}/c/imgs}}\n"
+        f"    cfg_val: {{FORMAT: voc, ROOT: {voc}, SPLIT: val, CLASSES: [cat, dog]}}\n"
+        "  TRAIN: ('cfg_train',)\n  TEST: ('cfg_val',)\n")
+    tool = os.path.join(os.path.dirname(__file__), "..", "..", "datasets", "check.py")
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(os.path.join(tool, "..", "..")))
+    r = subprocess.run([sys.executable, tool, "--config", str(cfg_file)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    ok = [x for x in r.stdout.splitlines() if ": ok: " in x]
+    assert [x.split(":")[0] for x in ok] == ["cfg_train", "cfg_val"]
+    one = subprocess.run([sys.executable, tool, "--config", str(cfg_file), "cfg_val"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0 and one.stdout.strip().splitlines()[-1].startswith("ok: ")
+    bad = subprocess.run([sys.executable, tool, "cfg_val"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "cfg_val" in bad.stderr
