@@ -89,7 +89,7 @@ def test_own_detector_checkpoint_restores_everything(tmp_path):
 def test_whole_detector_round_trip_through_detectron2_names(tmp_path):
     """A detector in Detectron2's names (as its engine saves it) loads whole into this engine
     and detects the same; verified against Detectron2 itself by hand (same boxes to 0.1 px)."""
-    from resdet.tvdet.convert import tvdet_to_detectron2
+    from resdet.detection.detector_names import tvdet_to_detectron2
 
     for name, opts, fpn in (("quickstart.yaml", [], True),
                             ("faster_rcnn_R50_coco.yaml", R18 + ["MODEL.ROI_HEADS.NUM_CLASSES",

@@ -1,0 +1,1 @@
+"""Engine-neutral detection: what decides a result, once, below both engine adapters."""
