@@ -125,7 +125,7 @@ def test_whole_detector_round_trip_through_detectron2_names(tmp_path):
 def test_torchvision_backbone_weights_name_the_input_settings_they_need(tmp_path, caplog):
     import torchvision
 
-    from resdet.checkpoint.formats import torchvision_settings_advice
+    from resdet.detection.input_settings import torchvision_settings_advice
 
     path = tmp_path / "tv_resnet50.pth"
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
