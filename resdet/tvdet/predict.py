@@ -28,11 +28,11 @@ def run_predict(config_file: str, weights: str, inputs: Sequence[str], output_di
 
     setup_logging(None)
     cfg = load_config(config_file, list(opts or []) + ["MODEL.WEIGHTS", weights])
-    files = list_images(inputs)
     weights_file = read_detection_weights(weights)
     if not weights_file.is_detector:
         raise UserError(f"--weights {weights} is not a detector checkpoint; pass a "
                         "model_final.pth written by tools/train_net.py (either engine).")
+    files = list_images(inputs)
     device = select_device(cfg)
     model = build_model(cfg, weights_file=weights_file).to(device)
     written = predict_images(cfg, model, files, output_dir, score_thresh, device)
