@@ -31,7 +31,7 @@ from resdet.d2.checkpoint import ResdetCheckpointer
 from resdet.d2.datasets import prepare_datasets, register_resdet_datasets
 from resdet.data import catalog
 from resdet.detection.drawing import draw_examples_after_training
-from resdet.detection.evaluation import build_detection_evaluator, eval_results
+from resdet.detection.evaluation import build_detection_evaluator, eval_results, inference_dir
 from resdet.detection.options import check_resdet_keys_read
 from resdet.engine.events import write_eval_results
 from resdet.errors import UserError
@@ -198,9 +198,25 @@ class ResdetTrainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None):
         """resdet's COCO or VOC evaluator, as on the torchvision engine
-        (:func:`resdet.detection.evaluation.build_detection_evaluator`)."""
+        (:func:`resdet.detection.evaluation.build_detection_evaluator`).
+
+        A dataset registered only in Detectron2's own catalog (not resdet's) is Detectron2's:
+        it gets Detectron2's evaluator for its ``evaluator_type``, as Detectron2 would give it.
+        """
         prepare_datasets([dataset_name], "DATASETS.TEST")
-        return build_detection_evaluator(cfg, dataset_name, output_folder)
+        if dataset_name in catalog.list_datasets():
+            return build_detection_evaluator(cfg, dataset_name, output_folder)
+        from detectron2.data import MetadataCatalog
+        from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
+
+        kind = getattr(MetadataCatalog.get(dataset_name), "evaluator_type", None)
+        folder = output_folder or inference_dir(cfg, dataset_name)
+        if kind == "coco":
+            return COCOEvaluator(dataset_name, tasks=("bbox",), output_dir=folder)
+        if kind == "pascal_voc":
+            return PascalVOCDetectionEvaluator(dataset_name)
+        raise UserError(f"Dataset {dataset_name!r} in DATASETS.TEST has no COCO or VOC evaluator "
+                        f"(evaluator_type {kind!r}); list a detection dataset there.")
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):

@@ -190,3 +190,19 @@ def test_resdet_voc_evaluator_equals_detectron2s_on_clean_data(tmp_path, monkeyp
     finally:
         monkeypatch.undo()
         register_resdet_datasets()
+
+
+def test_dataset_only_in_detectron2s_catalog_keeps_detectron2s_evaluator(d2_datasets, tmp_path):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data.datasets import register_coco_instances
+
+    json_file = os.path.join(d2_datasets, "coco", "annotations", "instances_val2017.json")
+    register_coco_instances("i11b_users_own", {}, json_file,
+                            os.path.join(d2_datasets, "coco", "val2017"))
+    try:
+        evaluator = ResdetTrainer.build_evaluator(_d2_cfg("OUTPUT_DIR", str(tmp_path)),
+                                                  "i11b_users_own")
+        assert isinstance(evaluator, D2COCOEvaluator)
+    finally:
+        DatasetCatalog.remove("i11b_users_own")
+        MetadataCatalog.remove("i11b_users_own")
