@@ -27,8 +27,12 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from resdet.checkpoint import ConvertedWeights, convert_to_resdet, read_weights_file
-from resdet.checkpoint import resolve_weights
+from resdet.checkpoint import (
+    ConvertedWeights,
+    convert_to_resdet,
+    read_weights_file,
+    resolve_weights,
+)
 from resdet.checkpoint.formats import to_tensor
 from resdet.detection.detector_names import (
     detectron2_to_tvdet,
