@@ -20,7 +20,7 @@ def main() -> None:
                         help="detection engine (default: the config's ENGINE, 'auto')")
     args = parser.parse_args()
     # Heavy imports (torch, Detectron2) only after the command line is parsed: --help is fast.
-    from resdet.detection.engine import check_run, resolve_engine
+    from resdet.train_detection import check_run, resolve_engine
 
     engine = resolve_engine(args.engine, args.config_file, args.opts)
     check_run(engine, eval_only=args.eval_only)

@@ -294,7 +294,7 @@ def main(args, cfg=None) -> Any:
     Args:
         args: namespace with ``config_file``, ``opts``, ``resume``, ``eval_only`` (as made by
             :func:`resdet.engine.launch.default_argument_parser`).
-        cfg: the config already loaded by the engine choice (:mod:`resdet.detection.engine`);
+        cfg: the config already loaded by the engine choice (:mod:`resdet.train_detection`);
             None loads it from ``args``.
 
     Returns:

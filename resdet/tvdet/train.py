@@ -119,7 +119,7 @@ def main(args, cfg=None) -> Dict[str, Any]:
 
     Args:
         args: namespace with ``config_file``, ``opts``, ``resume``, ``eval_only``.
-        cfg: the config already loaded by the engine choice (:mod:`resdet.detection.engine`);
+        cfg: the config already loaded by the engine choice (:mod:`resdet.train_detection`);
             None loads it from ``args``.
     """
     cfg, seed = setup(args, cfg)

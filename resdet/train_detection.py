@@ -1,4 +1,5 @@
-"""Which detection engine a run uses, chosen above both adapters, with the config loaded once.
+"""Detection's entry point: which engine a run uses, chosen above both adapters, with the config
+loaded once, and the checks a run makes before it builds anything (``tools/train_net.py``).
 
 DESIGN.md: ``--engine auto`` picks Detectron2 when ``import detectron2`` works, and the first log
 line says which engine runs and why. Without ``--engine`` the config's ``ENGINE`` key decides; it is
