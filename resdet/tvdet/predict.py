@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import List, Optional, Sequence
 
 from resdet.detection.drawing import list_images, predict_images
@@ -28,6 +29,9 @@ def run_predict(config_file: str, weights: str, inputs: Sequence[str], output_di
 
     setup_logging(None)
     cfg = load_config(config_file, list(opts or []) + ["MODEL.WEIGHTS", weights])
+    if "://" not in str(weights) and not os.path.isfile(str(weights)):
+        raise UserError(f"--weights {weights} does not exist; pass a model_final.pth written by "
+                        "tools/train_net.py (either engine).")
     weights_file = read_detection_weights(weights)
     if not weights_file.is_detector:
         raise UserError(f"--weights {weights} is not a detector checkpoint; pass a "
