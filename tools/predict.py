@@ -6,7 +6,7 @@
 
 Runs on the torchvision engine, so it works without Detectron2; ``--weights`` is a
 ``model_final.pth`` written by ``tools/train_net.py`` on either engine (Detectron2's names are
-converted, see resdet/tvdet/convert.py).
+converted, see resdet/detection/detector_names.py).
 """
 
 import argparse

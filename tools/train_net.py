@@ -9,12 +9,9 @@
 the first log line names the engine. Both engines write the same run directory (DESIGN.md).
 """
 
-import logging
+from resdet.cli import default_argument_parser, run_main
 
-from resdet.cli import run_main
-from resdet.engine import default_argument_parser
-from resdet.engine.events import setup_logging
-from resdet.tvdet.engines import ENGINES, resolve_engine
+ENGINES = ("auto", "detectron2", "torchvision")
 
 
 def main() -> None:
@@ -22,12 +19,15 @@ def main() -> None:
     parser.add_argument("--engine", choices=ENGINES, default=None,
                         help="detection engine (default: the config's ENGINE, 'auto')")
     args = parser.parse_args()
+    # Heavy imports (torch, Detectron2) only after the command line is parsed: --help is fast.
+    from resdet.train_detection import check_run, resolve_engine
+
     engine = resolve_engine(args.engine, args.config_file, args.opts)
-    setup_logging(None)
-    logging.getLogger("resdet.train_net").info(engine.line)
-    args.engine_line = engine.line
-    engine.launch(engine.main, args.num_gpus, num_machines=args.num_machines,
-                  machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+    check_run(engine, eval_only=args.eval_only)
+    args.engine_line = engine.line  # each engine's setup logs it first (console and log.txt)
+    engine.launch()(engine.main(), args.num_gpus, num_machines=args.num_machines,
+                    machine_rank=args.machine_rank, dist_url=args.dist_url,
+                    args=(args, engine.cfg))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def load_detection_config(s: BenchSettings, engine: str, overrides: tuple = ()):
 
 def resolve_engine_name(s: BenchSettings) -> str:
     """"detectron2" or "torchvision" for ``--engine`` (auto: Detectron2 when it imports)."""
-    from resdet.tvdet.engines import resolve_engine
+    from resdet.train_detection import resolve_engine
 
     return resolve_engine(s.engine, s.config or "", list(s.opts)).name
 

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from resdet.checkpoint.entries import select_entry
-from resdet.config import lookup
 from resdet.errors import UserError
 
 # VGG-16 configuration D: convolutions per block (paper's Table 1 of Simonyan & Zisserman)
@@ -418,37 +417,3 @@ def strides_in_3x3(kind: WeightsKind | str, arch: str) -> bool:
     torchvision = (kind is WeightsKind.TORCHVISION_RESNET if isinstance(kind, WeightsKind)
                    else kind.startswith(WeightsKind.TORCHVISION_RESNET.value))
     return torchvision and arch_info(arch)["block"] == "bottleneck"
-
-
-def torchvision_settings_advice(cfg: Any, source_format: str, weights: str) -> str:
-    """One sentence naming the config settings torchvision weights need that ``cfg`` lacks.
-
-    torchvision's models were trained on RGB images normalised by ImageNet's mean and std, and its
-    ResNet-50/101/152 put the stride in the 3x3 conv; the paper's (MSRA) settings load the same
-    tensors without complaint but feed the backbone inputs it never saw.
-
-    Args:
-        cfg: a detection config (Detectron2 keys).
-        source_format: :attr:`ConvertedWeights.source_format` of the weights.
-        weights: the file or name, for the message.
-
-    Returns:
-        ``""`` when the weights are not torchvision's or the config already matches.
-    """
-    if not source_format.startswith("torchvision"):
-        return ""
-    wanted = []
-    for key, want in TORCHVISION_INPUT.items():
-        have = lookup(cfg, key)
-        same = (have == want if isinstance(want, str) else
-                len(have) == 3 and all(abs(float(a) - b) < 1e-2 for a, b in zip(have, want)))
-        if not same:
-            wanted.append(f"{key} {want!r}" if isinstance(want, str) else f"{key} {want}")
-    arch = cfg.MODEL.RESDET.ARCH or f"resnet{cfg.MODEL.RESNETS.DEPTH}"
-    if cfg.MODEL.RESNETS.STRIDE_IN_1X1 and strides_in_3x3(source_format, arch):
-        wanted.append("MODEL.RESNETS.STRIDE_IN_1X1 False")
-    if not wanted:
-        return ""
-    return (f"{weights} holds torchvision weights, trained on RGB images normalised by ImageNet's "
-            f"mean and std: set {', '.join(wanted)} (Detectron2's settings for torchvision "
-            "backbones), or the backbone starts from inputs it was never trained on")

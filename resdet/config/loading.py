@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
@@ -25,10 +24,10 @@ from resdet.config.merging import (  # noqa: F401  (re-exported: resdet.config.l
     merge_dict,
     merge_file,
     merge_opts,
+    same_value,
 )
 from resdet.errors import UserError
 
-_LIST_TYPES = (list, tuple)
 
 
 def load_config(
@@ -149,7 +148,7 @@ def check_keys_honoured(
     for full_key, value in flatten(cfg).items():
         if full_key not in default_flat or full_key in exact or full_key.startswith(prefixes):
             continue
-        if not _same(value, default_flat[full_key]):
+        if not same_value(value, default_flat[full_key]):
             bad.append((full_key, value))
     if not bad:
         return
@@ -160,13 +159,4 @@ def check_keys_honoured(
         also = " (also unsupported: " + ", ".join(k for k, _ in bad[1:]) + ")"
     raise UserError(
         f"Config key '{key}' = {value!r} is not supported by the {engine} engine; {hint}{also}."
-    )
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, _LIST_TYPES) and isinstance(b, _LIST_TYPES):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b or (
-        isinstance(a, (int, float)) and isinstance(b, (int, float))
-        and not isinstance(a, bool) and not isinstance(b, bool) and a == b
     )

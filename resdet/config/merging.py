@@ -148,6 +148,8 @@ def _merge_value(root: _FvcoreCfgNode, node: _FvcoreCfgNode, key: str, value: An
         if node.is_new_allowed():
             node[key] = _to_node(node, value)
             return
+        if _detectron2_default(full_key, value, source):
+            return
         _unknown_key(root, full_key, source)
     old = node[key]
     if isinstance(old, _FvcoreCfgNode):
@@ -170,6 +172,43 @@ def _merge_value(root: _FvcoreCfgNode, node: _FvcoreCfgNode, key: str, value: An
             f"Config key '{full_key}' in {source} must be one of {names}, got {value!r}."
         )
     node[key] = value
+
+
+def _detectron2_default(full_key: str, value: Any, source: str) -> bool:
+    """True when ``full_key`` (a key or group of Detectron2's config that this tree lacks, as in a
+    Detectron2-engine run's ``config.yaml``) keeps Detectron2's default: accepted, nothing to
+    honour. A changed value is an error naming the key; a key Detectron2 lacks returns False."""
+    from resdet.config.detectron2_keys import DETECTRON2_ONLY_DEFAULTS as d2_defaults
+
+    if isinstance(value, dict):
+        leaves = [(f"{full_key}.{k}", _decode(v)) for k, v in value.items()]
+        if not any(k == full_key or k.startswith(full_key + ".") for k in d2_defaults):
+            return False
+        for leaf_key, leaf_value in leaves:
+            if not _detectron2_default(leaf_key, leaf_value, source):
+                raise UserError(f"Unknown config key '{leaf_key}' in {source}; remove it or "
+                                "check its spelling against resdet/config/defaults.py.")
+        return True
+    if full_key not in d2_defaults:
+        return False
+    if not same_value(value, d2_defaults[full_key]):
+        raise UserError(
+            f"Config key '{full_key}' = {value!r} in {source} is a Detectron2 setting that this "
+            "engine cannot honour (only Detectron2's default "
+            f"{d2_defaults[full_key]!r} is accepted); remove it or use --engine detectron2."
+        )
+    return True
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two config values are equal as config values: lists and tuples alike, ints and
+    floats compared by value, bools only with bools."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b or (
+        isinstance(a, (int, float)) and isinstance(b, (int, float))
+        and not isinstance(a, bool) and not isinstance(b, bool) and a == b
+    )
 
 
 def _decode(value: Any) -> Any:

@@ -18,18 +18,9 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 from torch import nn
 
-from resdet.config import lookup
+from resdet.detection.options import check_resdet_can_build, network_options
 from resdet.errors import UserError
-from resdet.modeling import FrozenBatchNorm2d, arch_info, build_backbone
-
-# Detectron2 ResNet keys that resdet's networks do not implement, with the value they must keep
-# (a key the engine cannot honour is an error, never silently ignored: DESIGN.md).
-_FIXED_RESNET_KEYS = {
-    "MODEL.RESNETS.NUM_GROUPS": 1,
-    "MODEL.RESNETS.RES5_DILATION": 1,
-    "MODEL.RESNETS.STEM_OUT_CHANNELS": 64,
-    "MODEL.RESNETS.DEFORM_ON_PER_STAGE": [False, False, False, False],
-}
+from resdet.modeling import FrozenBatchNorm2d, build_backbone
 
 
 def use_detectron2_frozen_bn(module: nn.Module) -> nn.Module:
@@ -100,39 +91,6 @@ class ResdetBackbone(Backbone):
         }
 
 
-def _resnet_options(cfg) -> dict:
-    """Check the ResNet keys against MODEL.RESDET.ARCH and return resdet's build options."""
-    arch = cfg.MODEL.RESDET.ARCH
-    info = arch_info(arch)
-    if info["family"] != "resnet":
-        raise UserError(
-            f"MODEL.RESDET.ARCH = {arch!r} is not an ImageNet ResNet or plain net; use one of "
-            "resnet18..resnet152 / plain18..plain152 with this backbone (build_resdet_vgg_backbone "
-            "for vgg16)."
-        )
-    depth = cfg.MODEL.RESNETS.DEPTH
-    if depth != info["depth"]:
-        raise UserError(
-            f"MODEL.RESNETS.DEPTH = {depth} disagrees with MODEL.RESDET.ARCH = {arch!r}; set "
-            f"MODEL.RESNETS.DEPTH to {info['depth']} (or change MODEL.RESDET.ARCH)."
-        )
-    checks = dict(_FIXED_RESNET_KEYS)
-    checks["MODEL.RESNETS.WIDTH_PER_GROUP"] = 64
-    # Detectron2 asserts RES2_OUT_CHANNELS = 64 for R18/R34; resdet's stages are fixed by Table 1.
-    checks["MODEL.RESNETS.RES2_OUT_CHANNELS"] = 256 if info["block"] == "bottleneck" else 64
-    for key, expected in checks.items():
-        value = lookup(cfg, key)
-        if (list(value) if isinstance(value, (list, tuple)) else value) != expected:
-            raise UserError(
-                f"{key} = {value!r} is not supported by resdet's {arch}; set it to {expected!r}."
-            )
-    return dict(
-        shortcut=cfg.MODEL.RESDET.SHORTCUT or None,
-        stride_in_1x1=cfg.MODEL.RESNETS.STRIDE_IN_1X1,
-        norm=cfg.MODEL.RESNETS.NORM or None,
-    )
-
-
 def _check_input(input_shape: D2ShapeSpec) -> None:
     if input_shape.channels != 3:
         raise UserError(
@@ -149,13 +107,10 @@ def build_resdet_resnet_backbone(cfg, input_shape: D2ShapeSpec) -> ResdetBackbon
     MODEL.BACKBONE.FREEZE_AT. With OUT_FEATURES up to res5 it is also the FPN bottom-up.
     """
     _check_input(input_shape)
-    options = _resnet_options(cfg)
-    net = build_backbone(
-        cfg.MODEL.RESDET.ARCH,
-        out_features=tuple(cfg.MODEL.RESNETS.OUT_FEATURES),
-        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
-        **options,
-    )
+    options = network_options(cfg, heads=False)
+    check_resdet_can_build(cfg)
+    net = build_backbone(options.backbone.arch, out_features=options.out_features,
+                         freeze_at=options.freeze_at, **options.backbone.kwargs())
     return ResdetBackbone(net)
 
 
@@ -166,12 +121,6 @@ def build_resdet_resnet_fpn_backbone(cfg, input_shape: D2ShapeSpec) -> FPN:
     The bottom-up keys are ``backbone.bottom_up.res2...``, the same as Detectron2's R-FPN models.
     """
     bottom_up = build_resdet_resnet_backbone(cfg, input_shape)
-    missing = [f for f in cfg.MODEL.FPN.IN_FEATURES if f not in bottom_up.output_shape()]
-    if missing:
-        raise UserError(
-            f"MODEL.FPN.IN_FEATURES names {', '.join(missing)}, which MODEL.RESNETS.OUT_FEATURES "
-            f"({', '.join(cfg.MODEL.RESNETS.OUT_FEATURES)}) does not produce; add them there."
-        )
     return FPN(
         bottom_up=bottom_up,
         in_features=cfg.MODEL.FPN.IN_FEATURES,
@@ -190,11 +139,7 @@ def build_resdet_vgg_backbone(cfg, input_shape: D2ShapeSpec) -> ResdetBackbone:
     Faster R-CNN VGG-16 models did. MODEL.RESDET.ARCH must be "vgg16".
     """
     _check_input(input_shape)
-    arch = cfg.MODEL.RESDET.ARCH
-    if arch_info(arch)["family"] != "vgg":
-        raise UserError(
-            f"MODEL.BACKBONE.NAME build_resdet_vgg_backbone needs MODEL.RESDET.ARCH 'vgg16', got "
-            f"{arch!r}; set MODEL.RESDET.ARCH to vgg16."
-        )
-    net = build_backbone(arch, out_features=("conv5_3",), freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)
+    options = network_options(cfg, heads=False)
+    net = build_backbone(options.backbone.arch, out_features=options.out_features,
+                         freeze_at=options.freeze_at)
     return ResdetBackbone(net)

@@ -27,25 +27,14 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from detectron2.layers import FrozenBatchNorm2d as D2FrozenBatchNorm2d
 
-from resdet.checkpoint import convert_to_resdet, read_weights_file, resolve_weights
-from resdet.checkpoint.formats import torchvision_settings_advice
+from resdet.checkpoint import resolve_weights
 from resdet.checkpoint.atomic import atomic_torch_save, atomic_write_bytes
+from resdet.detection.input_settings import torchvision_settings_advice
+from resdet.detection.weights_file import read_detection_weights
 from resdet.errors import UserError
 from resdet.modeling import FrozenBatchNorm2d
 
 logger = logging.getLogger(__name__)
-
-# Top-level modules of Detectron2's GeneralizedRCNN: a checkpoint whose keys start with these is a
-# whole detector and loads by exact name.
-_DETECTOR_PREFIXES = ("backbone.", "proposal_generator.", "roi_heads.", "pixel_mean", "pixel_std")
-
-
-def _is_detector_state(model_state: Dict[str, Any]) -> bool:
-    keys = [k for k in model_state if isinstance(k, str)]
-    keys = [k[len("module."):] if k.startswith("module.") else k for k in keys]
-    return bool(keys) and any(k.startswith(("proposal_generator.", "roi_heads.")) for k in keys) \
-        and all(k.startswith(_DETECTOR_PREFIXES) for k in keys)
-
 
 class ResdetCheckpointer(DetectionCheckpointer):
     """Detectron2's checkpointer, reading resdet, torchvision, timm, MSRA and Detectron2 files.
@@ -92,26 +81,28 @@ class ResdetCheckpointer(DetectionCheckpointer):
                            last_filename_basename.encode())
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
-        data = read_weights_file(filename)
-        if not isinstance(data, dict):
-            raise UserError(f"{filename} holds a {type(data).__name__}, not a dict of weights; "
-                            "pass a checkpoint or state-dict file.")
-        if filename.endswith(".pkl"):
-            if "model" in data and "__author__" in data:
-                # Detectron2 model-zoo format: whole-model keys.
-                logger.info("Reading a file from '%s'", data["__author__"])
-                return data
-            blobs = data.get("blobs", data)
-            if isinstance(blobs, dict) and any(
-                isinstance(k, str) and k.endswith("_w") and "." not in k for k in blobs
-            ):
-                # MSRA/Caffe2 names (conv1_w, res2_0_branch2a_w): Detectron2's own renaming.
-                blobs = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
-                return {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
-        model_state = data.get("model") if isinstance(data.get("model"), dict) else None
-        if model_state is not None and _is_detector_state(model_state):
+        """Read ``filename`` once and hand Detectron2 what it is (see
+        :mod:`resdet.detection.weights_file`): whole detectors of either engine by exact name,
+        model-zoo and Caffe2 files as Detectron2 loads them, anything else by name suffix."""
+        weights = read_detection_weights(filename)
+        if weights.kind == "detectron2_model_zoo":
+            logger.info("Reading a file from '%s'", weights.data["__author__"])
+            return weights.data
+        if weights.kind == "caffe2":
+            # MSRA/Caffe2 names (conv1_w, res2_0_branch2a_w): Detectron2's own renaming.
+            blobs = weights.data.get("blobs", weights.data)
+            blobs = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
+            return {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
+        if weights.is_detector:
+            fpn = any(k.startswith("backbone.bottom_up.") for k in self.model.state_dict())
+            data = {k: v for k, v in weights.data.items() if k != "model"} \
+                if "model" in weights.data else {}
+            data["model"] = weights.detectron2_state(fpn=fpn)
+            if weights.kind == "torchvision_detector":
+                logger.info("Read %s as %s (renamed to Detectron2's names)", filename,
+                            weights.source_format)
             return data
-        converted = convert_to_resdet(data, filename)
+        converted = weights.converted()
         logger.info("Read %s as %s (%d tensors)", filename, converted.source_format,
                     len(converted.tensors))
         advice = (torchvision_settings_advice(self._cfg, converted.source_format, filename)

@@ -11,7 +11,8 @@ from detectron2.layers import ShapeSpec as D2ShapeSpec
 from detectron2.modeling.roi_heads import ROI_BOX_HEAD_REGISTRY, ROI_HEADS_REGISTRY, Res5ROIHeads
 from torch import nn
 
-from resdet.d2.backbone import _resnet_options, use_detectron2_frozen_bn
+from resdet.d2.backbone import use_detectron2_frozen_bn
+from resdet.detection.options import check_resdet_can_build, network_options
 from resdet.modeling import build_stage
 
 
@@ -28,8 +29,10 @@ class ResdetRes5ROIHeads(Res5ROIHeads):
 
     @classmethod
     def _build_res5_block(cls, cfg) -> Tuple[nn.Sequential, int]:
-        options = _resnet_options(cfg)
-        res5 = use_detectron2_frozen_bn(build_stage(cfg.MODEL.RESDET.ARCH, "res5", **options))
+        res5_options = network_options(cfg).res5
+        check_resdet_can_build(cfg)
+        res5 = use_detectron2_frozen_bn(build_stage(res5_options.arch, "res5",
+                                                    **res5_options.kwargs()))
         return res5, res5[-1].out_channels
 
 

@@ -16,34 +16,34 @@ import os
 import signal
 import threading
 import weakref
-from collections import OrderedDict
 from typing import Any, Dict, List, Optional
 
 import torch
 from detectron2.config import get_cfg as d2_get_cfg
-from detectron2.data import MetadataCatalog
 from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, default_setup
-from detectron2.evaluation import (
-    COCOEvaluator,
-    DatasetEvaluators,
-    PascalVOCDetectionEvaluator,
-)
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
+from detectron2.utils.logger import setup_logger
 
 from resdet.config import add_resdet_config, check_keys_honoured, flatten, load_config
 from resdet.d2.checkpoint import ResdetCheckpointer
 from resdet.d2 import data as d2_data
 from resdet.d2.data import SkippingDatasetMapper  # noqa: F401  (its old import path)
 from resdet.d2.datasets import prepare_datasets, register_resdet_datasets
+from resdet.data import catalog
+from resdet.detection.drawing import draw_examples_after_training
+from resdet.detection.evaluation import build_detection_evaluator, eval_results, inference_dir
+from resdet.detection.options import check_resdet_keys_read
 from resdet.engine.events import write_eval_results
-from resdet.d2.voc_submission import VOCSubmissionWriter
 from resdet.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 # resdet keys the Detectron2 engine does not implement: setting one is an error (DESIGN.md).
-_UNSUPPORTED_KEYS = ("SOLVER.SKIP_NONFINITE_LOSS", "SOLVER.CHANNELS_LAST", "SOLVER.COMPILE")
+# PRETRAIN.* and MODEL.RESDET.NUM_CLASSES belong to the classification recipe (pretraining).
+_UNSUPPORTED_KEYS = ("SOLVER.SKIP_NONFINITE_LOSS", "SOLVER.CHANNELS_LAST", "SOLVER.COMPILE",
+                     "MODEL.RESDET.NUM_CLASSES")
+_UNSUPPORTED_PREFIXES = ("PRETRAIN.",)
 
 
 class SignalCheckpointHook(HookBase):
@@ -168,27 +168,23 @@ class ResdetTrainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None):
-        """COCO metrics for COCO-style datasets, the VOC devkit's for VOC (07: 11-point).
+        """resdet's COCO or VOC evaluator, as on the torchvision engine
+        (:func:`resdet.detection.evaluation.build_detection_evaluator`).
 
-        ``voc_2012_test`` has no public labels: its detections are written as VOC-server
-        submission files under TEST.VOC_SUBMISSION_DIR (default
-        OUTPUT_DIR/inference/voc_2012_test/results/VOC2012/Main).
+        A dataset registered only in Detectron2's own catalog (not resdet's) is Detectron2's:
+        it gets Detectron2's evaluator for its ``evaluator_type``, as Detectron2 would give it.
         """
-        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         prepare_datasets([dataset_name], "DATASETS.TEST")
-        meta = MetadataCatalog.get(dataset_name)
-        kind = getattr(meta, "evaluator_type", None)
+        if dataset_name in catalog.list_datasets():
+            return build_detection_evaluator(cfg, dataset_name, output_folder)
+        from detectron2.data import MetadataCatalog
+        from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
+
+        kind = getattr(MetadataCatalog.get(dataset_name), "evaluator_type", None)
+        folder = output_folder or inference_dir(cfg, dataset_name)
         if kind == "coco":
-            return COCOEvaluator(dataset_name, tasks=("bbox",), output_dir=output_folder)
+            return COCOEvaluator(dataset_name, tasks=("bbox",), output_dir=folder)
         if kind == "pascal_voc":
-            submission_dir = cfg.TEST.VOC_SUBMISSION_DIR
-            if meta.year == 2012 and meta.split == "test":
-                # The devkit's layout: results/VOC2012/Main/comp4_det_test_<class>.txt
-                default_dir = os.path.join(output_folder, "results", "VOC2012", "Main")
-                return VOCSubmissionWriter(dataset_name, submission_dir or default_dir)
-            if submission_dir:
-                return DatasetEvaluators([PascalVOCDetectionEvaluator(dataset_name),
-                                          VOCSubmissionWriter(dataset_name, submission_dir)])
             return PascalVOCDetectionEvaluator(dataset_name)
         raise UserError(f"Dataset {dataset_name!r} in DATASETS.TEST has no COCO or VOC evaluator "
                         f"(evaluator_type {kind!r}); list a detection dataset there.")
@@ -196,30 +192,40 @@ class ResdetTrainer(DefaultTrainer):
     @classmethod
     def test(cls, cfg, model, evaluators=None):
         results = super().test(cfg, model, evaluators)
-        per_dataset = OrderedDict()
-        if len(cfg.DATASETS.TEST) == 1:
-            per_dataset[cfg.DATASETS.TEST[0]] = results
-        else:
-            per_dataset.update(results)
-        path = write_eval_results(cfg.OUTPUT_DIR, per_dataset)
         if comm.is_main_process():
+            path = write_eval_results(cfg.OUTPUT_DIR, eval_results(cfg.DATASETS.TEST, results))
             logger.info("Evaluation results written to %s", path)
         return results
 
 
-def setup(args) -> Any:
-    """Detectron2's config + resdet's keys, merged with ``args.config_file`` and ``args.opts``.
+def check_config(cfg, base=None) -> None:
+    """Refuse keys the Detectron2 engine would ignore: resdet's keys it does not implement
+    (pretraining's, some SOLVER ones) and MODEL.RESDET keys the chosen builders do not read.
+
+    Raises:
+        UserError: naming the key.
+    """
+    base = base if base is not None else add_resdet_config(d2_get_cfg())
+    supported = [k for k in flatten(base)
+                 if k not in _UNSUPPORTED_KEYS and not k.startswith(_UNSUPPORTED_PREFIXES)]
+    check_keys_honoured(cfg, supported, engine="detectron2", defaults=base)
+    check_resdet_keys_read(cfg)
+    if cfg.SOLVER.AMP.ENABLED and cfg.SOLVER.AMP.DTYPE not in ("float16", "bfloat16"):
+        raise UserError(f"SOLVER.AMP.DTYPE = {cfg.SOLVER.AMP.DTYPE!r}; use float16 or bfloat16.")
+
+
+def setup(args, cfg=None) -> Any:
+    """Detectron2's config + resdet's keys, merged with ``args.config_file`` and ``args.opts``
+    (or ``cfg``, already loaded so by the engine choice).
 
     Also registers resdet's datasets, checks keys this engine cannot honour, falls back to the CPU
     when MODEL.DEVICE asks for a GPU that is not there, and runs Detectron2's ``default_setup``
     (logging, ``config.yaml``).
     """
     base = add_resdet_config(d2_get_cfg())
-    cfg = load_config(args.config_file, list(args.opts or []), base_cfg=base)
-    check_keys_honoured(cfg, [k for k in flatten(base) if k not in _UNSUPPORTED_KEYS],
-                        engine="detectron2", defaults=base)
-    if cfg.SOLVER.AMP.ENABLED and cfg.SOLVER.AMP.DTYPE not in ("float16", "bfloat16"):
-        raise UserError(f"SOLVER.AMP.DTYPE = {cfg.SOLVER.AMP.DTYPE!r}; use float16 or bfloat16.")
+    if cfg is None:
+        cfg = load_config(args.config_file, list(args.opts or []), base_cfg=base)
+    check_config(cfg, base)
     no_gpu = str(cfg.MODEL.DEVICE).startswith("cuda") and not torch.cuda.is_available()
     if no_gpu:
         cfg.defrost()
@@ -228,8 +234,13 @@ def setup(args) -> Any:
     from resdet.data.custom import register_custom_datasets  # DATASETS.CUSTOM names (issue 12)
     register_custom_datasets(cfg)
     register_resdet_datasets()
+    # The engine line first, on the console and in log.txt: Detectron2's logger with the
+    # arguments default_setup gives it (setup_logger is cached on them, so no second handler).
+    if comm.is_main_process():
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank()).info(
+        getattr(args, "engine_line", None) or "Engine: detectron2 (resdet plugin)")
     default_setup(cfg, args)
-    logger.info("Engine: detectron2 (resdet plugin)")
     if no_gpu:
         logger.warning("MODEL.DEVICE is cuda but no GPU is visible; running on the CPU.")
     return cfg
@@ -250,18 +261,20 @@ def _ensure_local_process_group() -> None:
     comm.create_local_process_group(local)
 
 
-def main(args) -> Any:
+def main(args, cfg=None) -> Any:
     """Train (or with ``args.eval_only`` evaluate) the config of ``args`` on Detectron2.
 
     Args:
         args: namespace with ``config_file``, ``opts``, ``resume``, ``eval_only`` (as made by
             :func:`resdet.engine.launch.default_argument_parser`).
+        cfg: the config already loaded by the engine choice (:mod:`resdet.train_detection`);
+            None loads it from ``args``.
 
     Returns:
         The evaluation results (Detectron2's format), or None when nothing was evaluated.
     """
     _ensure_local_process_group()
-    cfg = setup(args)
+    cfg = setup(args, cfg)
     if args.eval_only:
         prepare_datasets(cfg.DATASETS.TEST, "DATASETS.TEST")
         model = ResdetTrainer.build_model(cfg)
@@ -279,7 +292,8 @@ def main(args) -> Any:
         # Detectron2 stops on a non-finite loss with a traceback; say where, and what to resume.
         raise UserError(_nonfinite_message(cfg.OUTPUT_DIR, trainer.iter)) from e
     if comm.is_main_process() and cfg.DATASETS.TEST:
-        _draw_examples(cfg, trainer.model)
+        model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
+        draw_examples_after_training(cfg, _AsTorchvisionDetector(model, cfg))
     return getattr(trainer, "_last_eval_results", None)
 
 
@@ -311,24 +325,6 @@ class _AsTorchvisionDetector(torch.nn.Module):
             outputs.append({"boxes": inst.pred_boxes.tensor, "scores": inst.scores,
                             "labels": inst.pred_classes})
         return outputs
-
-
-def _draw_examples(cfg, model: torch.nn.Module) -> None:
-    """Draw predictions on a few test images into OUTPUT_DIR/predictions, as the torchvision
-    engine does after training (a courtesy: failure only warns)."""
-    from resdet.tvdet.predict import draw_dataset_examples
-
-    model = model.module if hasattr(model, "module") else model
-    name = cfg.DATASETS.TEST[0]
-    try:
-        paths = draw_dataset_examples(cfg, _AsTorchvisionDetector(model, cfg), name,
-                                      os.path.join(cfg.OUTPUT_DIR, "predictions"), count=4)
-    except UserError as e:
-        logger.warning("Could not draw predictions: %s", e)
-        return
-    if paths:
-        logger.info("Drew predictions on %d %s images into %s", len(paths), name,
-                    os.path.dirname(paths[0]))
 
 
 def _nonfinite_message(output_dir: str, iteration: int) -> str:

@@ -15,6 +15,7 @@ from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.rpn import RPNHead
 
 from resdet.config import check_keys_honoured, lookup
+from resdet.detection.options import check_resdet_can_build, network_options
 from resdet.errors import UserError
 from resdet.modeling import arch_info, build_backbone, build_stage
 from resdet.tvdet.model import (
@@ -78,9 +79,6 @@ TRAIN_KEYS = (
 )
 SUPPORTED_KEYS = MODEL_KEYS + TRAIN_KEYS
 
-C4_BACKBONES = ("build_resdet_resnet_backbone", "build_resnet_backbone")
-FPN_BACKBONES = ("build_resdet_resnet_fpn_backbone", "build_resnet_fpn_backbone")
-VGG_BACKBONES = ("build_resdet_vgg_backbone",)
 POOLER_TYPES = ("ROIPool", "ROIAlign", "ROIAlignV2")
 
 
@@ -91,6 +89,7 @@ def check_config(cfg, supported: Sequence[str] = SUPPORTED_KEYS) -> None:
         UserError: naming the key and what to do.
     """
     check_keys_honoured(cfg, supported, engine="torchvision")
+    network_options(cfg)
     if cfg.MODEL.META_ARCHITECTURE != "GeneralizedRCNN":
         raise UserError(f"MODEL.META_ARCHITECTURE = {cfg.MODEL.META_ARCHITECTURE!r} is not "
                         "supported by the torchvision engine; use 'GeneralizedRCNN'.")
@@ -107,21 +106,6 @@ def check_config(cfg, supported: Sequence[str] = SUPPORTED_KEYS) -> None:
     if cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE not in POOLER_TYPES:
         raise UserError(f"MODEL.ROI_BOX_HEAD.POOLER_TYPE = {cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE!r}"
                         f"; use one of {', '.join(POOLER_TYPES)}.")
-
-
-def _resnet_options(cfg, info: dict) -> dict:
-    arch = cfg.MODEL.RESDET.ARCH
-    if cfg.MODEL.RESNETS.DEPTH != info["depth"]:
-        raise UserError(f"MODEL.RESNETS.DEPTH = {cfg.MODEL.RESNETS.DEPTH} disagrees with "
-                        f"MODEL.RESDET.ARCH = {arch!r}; set MODEL.RESNETS.DEPTH to "
-                        f"{info['depth']} (or change MODEL.RESDET.ARCH).")
-    res2 = 256 if info["block"] == "bottleneck" else 64
-    if cfg.MODEL.RESNETS.RES2_OUT_CHANNELS != res2:
-        raise UserError(f"MODEL.RESNETS.RES2_OUT_CHANNELS = {cfg.MODEL.RESNETS.RES2_OUT_CHANNELS}"
-                        f" does not fit {arch}; set it to {res2}.")
-    return dict(shortcut=cfg.MODEL.RESDET.SHORTCUT or None,
-                stride_in_1x1=cfg.MODEL.RESNETS.STRIDE_IN_1X1,
-                norm=cfg.MODEL.RESNETS.NORM or None)
 
 
 def _same_features(cfg, expected: List[str], *keys: str) -> None:
@@ -144,88 +128,64 @@ def _broadcast(values: list, count: int, key: str) -> list:
 
 
 def _build_backbone_and_head(cfg):
-    """(backbone, box pooler, box head) for the C4, FPN or VGG-16 layout that the config names."""
-    name = cfg.MODEL.BACKBONE.NAME
-    arch = cfg.MODEL.RESDET.ARCH
-    info = arch_info(arch)
-    freeze_at = cfg.MODEL.BACKBONE.FREEZE_AT
+    """(backbone, box pooler, box head) for the C4, FPN or VGG-16 layout that the config names
+    (:func:`resdet.detection.options.network_options` decides the networks)."""
+    options = network_options(cfg)
+    check_resdet_can_build(cfg)
+    net = options.backbone
     box = cfg.MODEL.ROI_BOX_HEAD
     resolution = box.POOLER_RESOLUTION
     pooler_args = dict(output_size=resolution, sampling_ratio=box.POOLER_SAMPLING_RATIO,
                        pooler_type=box.POOLER_TYPE)
-    roi_name = cfg.MODEL.ROI_HEADS.NAME
 
-    if name in VGG_BACKBONES:
-        if info["family"] != "vgg":
-            raise UserError(f"MODEL.BACKBONE.NAME = {name!r} needs MODEL.RESDET.ARCH = 'vgg16', "
-                            f"not {arch!r}.")
-        if cfg.MODEL.RESNETS.NORM != "FrozenBN":
-            raise UserError("MODEL.RESNETS.NORM does not apply to VGG-16 (it has no norm layers, "
-                            "as the paper's baseline); remove it from the config.")
-        if roi_name != "StandardROIHeads" or box.NAME != "ResdetVGGBoxHead":
-            raise UserError("The VGG-16 detector needs MODEL.ROI_HEADS.NAME 'StandardROIHeads' "
-                            "and MODEL.ROI_BOX_HEAD.NAME 'ResdetVGGBoxHead'.")
-        body = build_backbone(arch, out_features=("conv5_3",), norm=None, freeze_at=freeze_at)
+    if options.layout == "VGG16":
+        body = build_backbone(net.arch, out_features=("conv5_3",), norm=None,
+                              freeze_at=options.freeze_at)
         backbone = SingleMapBackbone(body, "conv5_3")
         _same_features(cfg, ["conv5_3"], "MODEL.RPN.IN_FEATURES", "MODEL.ROI_HEADS.IN_FEATURES")
         pooler = RoIPooler(["conv5_3"], [16], **pooler_args)
         head = VGGBoxHead(backbone.out_channels, resolution, cfg.MODEL.RESDET.VGG_FC_DIM)
         return backbone, pooler, head
 
-    if info["family"] != "resnet":
-        raise UserError(f"MODEL.RESDET.ARCH = {arch!r} cannot be a detection backbone with "
-                        f"MODEL.BACKBONE.NAME = {name!r}; use resnet18..resnet152 or "
-                        "plain18..plain152 (or build_resdet_vgg_backbone with vgg16).")
-    options = _resnet_options(cfg, info)
-
-    if name in C4_BACKBONES:
-        if roi_name not in ("ResdetRes5ROIHeads", "Res5ROIHeads"):
-            raise UserError(f"MODEL.ROI_HEADS.NAME = {roi_name!r} does not fit the C4 backbone; "
-                            "use 'ResdetRes5ROIHeads'.")
+    if options.layout == "C4":
         _same_features(cfg, ["res4"], "MODEL.RESNETS.OUT_FEATURES", "MODEL.RPN.IN_FEATURES",
                        "MODEL.ROI_HEADS.IN_FEATURES")
-        body = build_backbone(arch, out_features=("res4",), freeze_at=freeze_at, **options)
+        body = build_backbone(net.arch, out_features=("res4",), freeze_at=options.freeze_at,
+                              **net.kwargs())
         backbone = SingleMapBackbone(body, "res4")
         pooler = RoIPooler(["res4"], [16], **pooler_args)
-        res5 = build_stage(arch, "res5", **options)
-        channels = 2048 if info["block"] == "bottleneck" else 512
+        res5 = build_stage(options.res5.arch, "res5", **options.res5.kwargs())
+        channels = 2048 if arch_info(options.res5.arch)["block"] == "bottleneck" else 512
         return backbone, pooler, Res5BoxHead(res5, channels)
 
-    if name in FPN_BACKBONES:
-        if roi_name != "StandardROIHeads" or box.NAME != "FastRCNNConvFCHead":
-            raise UserError("The FPN detector needs MODEL.ROI_HEADS.NAME 'StandardROIHeads' and "
-                            "MODEL.ROI_BOX_HEAD.NAME 'FastRCNNConvFCHead'.")
-        if box.NUM_FC != 2 or box.NUM_CONV != 0:
-            raise UserError("The torchvision engine's FPN box head is TwoMLPHead: set "
-                            "MODEL.ROI_BOX_HEAD.NUM_FC 2 and MODEL.ROI_BOX_HEAD.NUM_CONV 0.")
-        in_features = list(cfg.MODEL.FPN.IN_FEATURES)
-        _same_features(cfg, in_features, "MODEL.RESNETS.OUT_FEATURES")
-        body = build_backbone(arch, out_features=tuple(in_features), freeze_at=freeze_at,
-                              **options)
-        backbone = FPNBackbone(body, in_features, cfg.MODEL.FPN.OUT_CHANNELS)
-        _same_features(cfg, backbone.out_features, "MODEL.RPN.IN_FEATURES")
-        roi_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
-        unknown = [f for f in roi_features if f not in backbone.strides]
-        if unknown:
-            raise UserError(f"MODEL.ROI_HEADS.IN_FEATURES names {unknown}, which the FPN does not "
-                            f"give; use some of {backbone.out_features}.")
-        pooler = RoIPooler(roi_features, [backbone.strides[f] for f in roi_features],
-                           **pooler_args)
-        head = TwoMLPHead(backbone.out_channels * resolution ** 2, box.FC_DIM)
-        head.out_channels = box.FC_DIM
-        return backbone, pooler, head
-
-    names = C4_BACKBONES[:1] + FPN_BACKBONES[:1] + VGG_BACKBONES
-    raise UserError(f"MODEL.BACKBONE.NAME = {name!r} is not one the torchvision engine builds; "
-                    f"use one of {', '.join(names)}.")
+    if box.NUM_FC != 2 or box.NUM_CONV != 0:
+        raise UserError("The torchvision engine's FPN box head is TwoMLPHead: set "
+                        "MODEL.ROI_BOX_HEAD.NUM_FC 2 and MODEL.ROI_BOX_HEAD.NUM_CONV 0.")
+    in_features = list(cfg.MODEL.FPN.IN_FEATURES)
+    _same_features(cfg, in_features, "MODEL.RESNETS.OUT_FEATURES")
+    body = build_backbone(net.arch, out_features=tuple(in_features),
+                          freeze_at=options.freeze_at, **net.kwargs())
+    backbone = FPNBackbone(body, in_features, cfg.MODEL.FPN.OUT_CHANNELS)
+    _same_features(cfg, backbone.out_features, "MODEL.RPN.IN_FEATURES")
+    roi_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
+    unknown = [f for f in roi_features if f not in backbone.strides]
+    if unknown:
+        raise UserError(f"MODEL.ROI_HEADS.IN_FEATURES names {unknown}, which the FPN does not "
+                        f"give; use some of {backbone.out_features}.")
+    pooler = RoIPooler(roi_features, [backbone.strides[f] for f in roi_features], **pooler_args)
+    head = TwoMLPHead(backbone.out_channels * resolution ** 2, box.FC_DIM)
+    head.out_channels = box.FC_DIM
+    return backbone, pooler, head
 
 
-def build_model(cfg, *, load_weights: bool = True) -> ResdetFasterRCNN:
+def build_model(cfg, *, load_weights: bool = True, weights_file=None) -> ResdetFasterRCNN:
     """Build the detector the config describes (on the CPU; move it with ``.to(device)``).
 
     Args:
         cfg: a resdet config (:func:`resdet.config.load_config`).
         load_weights: load ``MODEL.WEIGHTS`` into the backbone (and the res5 / fc6-fc7 head).
+        weights_file: ``MODEL.WEIGHTS`` already read by
+            :func:`resdet.detection.weights_file.read_detection_weights` (not read again).
 
     Returns:
         A :class:`~resdet.tvdet.model.ResdetFasterRCNN` (a torchvision ``FasterRCNN``).
@@ -278,7 +238,7 @@ def build_model(cfg, *, load_weights: bool = True) -> ResdetFasterRCNN:
     if load_weights and cfg.MODEL.WEIGHTS:
         from resdet.tvdet.weights import load_detector_weights
 
-        load_detector_weights(model, cfg.MODEL.WEIGHTS, cfg)
+        load_detector_weights(model, weights_file or cfg.MODEL.WEIGHTS, cfg)
     return model
 
 

@@ -53,6 +53,11 @@ class ResdetRCNNTransform(GeneralizedRCNNTransform):
     mean/std are identity here. Training images arrive already resized by the data loader (as
     Detectron2's ``ResizeShortestEdge`` in the loader workers); at test time the model resizes
     to ``min_size_test``/``max_size_test`` itself and maps boxes back to the input size.
+
+    A uint8 test image is resized before normalisation exactly as the data loaders resize
+    (``cv2.resize``, bilinear, on the uint8 pixels), which is where the Detectron2 engine's test
+    loader resizes: the same weights then see the same pixels on both engines. Float inputs are
+    resized with ``F.interpolate`` (bilinear) after normalisation.
     """
 
     def __init__(self, pixel_mean: Sequence[float], pixel_std: Sequence[float],
@@ -65,10 +70,30 @@ class ResdetRCNNTransform(GeneralizedRCNNTransform):
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
     def normalize(self, image: Tensor) -> Tensor:
+        # torchvision's forward calls normalize, then resize, image by image.
+        self._resized_uint8 = False
+        if image.dtype == torch.uint8:
+            if not self.training and self.min_size_test:
+                image = self._resize_uint8(image)
+                self._resized_uint8 = True
+            image = image.float()
         return (image - self.pixel_mean) / self.pixel_std
 
+    def _resize_uint8(self, image: Tensor) -> Tensor:
+        import cv2
+
+        h, w = image.shape[-2:]
+        new_h, new_w = shortest_edge_size(h, w, self.min_size_test, self.max_size_test)
+        if (new_h, new_w) == (h, w):
+            return image
+        hwc = image.permute(1, 2, 0).cpu().numpy()
+        resized = cv2.resize(hwc, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        if resized.ndim == 2:  # cv2 drops a single channel
+            resized = resized[:, :, None]
+        return torch.from_numpy(resized).permute(2, 0, 1).to(image.device)
+
     def resize(self, image: Tensor, target: Optional[Dict[str, Tensor]] = None):
-        if self.training or self.min_size_test == 0:
+        if self.training or self.min_size_test == 0 or getattr(self, "_resized_uint8", False):
             return image, target
         h, w = image.shape[-2:]
         new_h, new_w = shortest_edge_size(h, w, self.min_size_test, self.max_size_test)
@@ -314,7 +339,8 @@ class ResdetFasterRCNN(FasterRCNN):
         GeneralizedRCNN.__init__(self, backbone, rpn, roi_heads, transform)
 
     def forward(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None):
-        images = [img if img.is_floating_point() else img.float() for img in images]
+        if self.training:  # test images stay uint8: the transform resizes them as the loaders do
+            images = [img if img.is_floating_point() else img.float() for img in images]
         if targets is not None:
             targets = [dict(t, labels=t["labels"] + 1) for t in targets]
         out = super().forward(images, targets)

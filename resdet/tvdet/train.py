@@ -18,8 +18,9 @@ import torch
 from resdet.config import load_config
 from resdet.engine import build_trainer, comm, default_setup, select_device
 from resdet.engine.events import setup_logging, write_eval_results
+from resdet.detection.drawing import draw_examples_after_training
+from resdet.detection.evaluation import build_detection_evaluator, eval_results
 from resdet.errors import UserError
-from resdet.evaluation import build_evaluator
 from resdet.tvdet.build import build_model, check_config, trainable_parameter_count
 from resdet.tvdet.data import (
     build_test_loader,
@@ -36,14 +37,6 @@ ENGINE_LINE = "Engine: torchvision (resdet.tvdet: torchvision's Faster R-CNN wit
 LOG_PERIOD = 20
 
 
-def evaluator_dir(cfg, dataset_name: str) -> str:
-    """Where an evaluator writes its files: TEST.VOC_SUBMISSION_DIR for VOC test submissions,
-    else OUTPUT_DIR/inference/<dataset> (Detectron2's place)."""
-    if cfg.TEST.VOC_SUBMISSION_DIR and dataset_name.startswith("voc_"):
-        return cfg.TEST.VOC_SUBMISSION_DIR
-    return os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-
-
 def do_test(cfg, model: torch.nn.Module, device: torch.device) -> Dict[str, Any]:
     """Evaluate ``model`` on every ``DATASETS.TEST``; ``{dataset: {"bbox": {...}}}`` on rank 0
     (``{dataset: {}}`` elsewhere, and for the VOC2012 test split, which writes submissions)."""
@@ -52,7 +45,7 @@ def do_test(cfg, model: torch.nn.Module, device: torch.device) -> Dict[str, Any]
     results: Dict[str, Any] = {}
     try:
         for name in cfg.DATASETS.TEST:
-            evaluator = build_evaluator(name, evaluator_dir(cfg, name))
+            evaluator = build_detection_evaluator(cfg, name)
             t0 = time.perf_counter()
             results[name] = inference_on_dataset(model, build_test_loader(cfg, name), evaluator,
                                                  device) or {}
@@ -99,10 +92,12 @@ def cpu_threads(cfg, device: torch.device) -> int:
     return threads
 
 
-def setup(args) -> Any:
-    """Load the config (``args.config_file`` + ``args.opts``), check that this engine can honour
-    it, and prepare OUTPUT_DIR (log.txt starts with the engine line, then config.yaml, seed)."""
-    cfg = load_config(args.config_file, args.opts)
+def setup(args, cfg=None) -> Any:
+    """Check that this engine can honour the config (``cfg``, or ``args.config_file`` +
+    ``args.opts`` loaded here) and prepare OUTPUT_DIR (log.txt starts with the engine line, then
+    config.yaml, seed)."""
+    if cfg is None:
+        cfg = load_config(args.config_file, args.opts)
     from resdet.data.custom import register_custom_datasets  # DATASETS.CUSTOM names (issue 12)
     register_custom_datasets(cfg)
     check_config(cfg)
@@ -120,20 +115,26 @@ def setup(args) -> Any:
     return cfg, seed
 
 
-def main(args) -> Dict[str, Any]:
+def main(args, cfg=None) -> Dict[str, Any]:
     """Train (or with ``args.eval_only`` evaluate) the config's detector; returns the last
-    evaluation results (rank 0)."""
-    cfg, seed = setup(args)
+    evaluation results (rank 0).
+
+    Args:
+        args: namespace with ``config_file``, ``opts``, ``resume``, ``eval_only``.
+        cfg: the config already loaded by the engine choice (:mod:`resdet.train_detection`);
+            None loads it from ``args``.
+    """
+    cfg, seed = setup(args, cfg)
+    if args.eval_only and not cfg.MODEL.WEIGHTS:
+        raise UserError("--eval-only needs MODEL.WEIGHTS (a model_final.pth of either engine).")
     device = select_device(cfg)
     model = build_model(cfg).to(device)
     logger.info("Model: %s on %s (%d threads); parameters %s", cfg.MODEL.RESDET.ARCH, device,
                 cpu_threads(cfg, device), trainable_parameter_count(model))
     if args.eval_only:
-        if not cfg.MODEL.WEIGHTS:
-            raise UserError("--eval-only needs MODEL.WEIGHTS (a model_final.pth of this engine).")
         results = do_test(cfg, model, device)
         if comm.is_main_process():
-            write_eval_results(cfg.OUTPUT_DIR, results)
+            write_eval_results(cfg.OUTPUT_DIR, eval_results(cfg.DATASETS.TEST, results))
         return results
 
     dicts = training_dicts(cfg)
@@ -146,15 +147,6 @@ def main(args) -> Dict[str, Any]:
     t0 = time.perf_counter()
     result = trainer.train()
     logger.info("Training took %.1f s.", time.perf_counter() - t0)
-    if comm.is_main_process() and not result.interrupted and cfg.DATASETS.TEST:
-        from resdet.tvdet.predict import draw_dataset_examples
-
-        try:
-            paths = draw_dataset_examples(cfg, trainer.raw_model, cfg.DATASETS.TEST[0],
-                                          os.path.join(cfg.OUTPUT_DIR, "predictions"), count=4)
-            if paths:
-                logger.info("Drew predictions on %d %s images into %s", len(paths),
-                            cfg.DATASETS.TEST[0], os.path.dirname(paths[0]))
-        except UserError as e:  # drawing is a courtesy; the run itself succeeded
-            logger.warning("Could not draw predictions: %s", e)
+    if comm.is_main_process() and not result.interrupted:
+        draw_examples_after_training(cfg, trainer.raw_model)
     return result.eval_results or {}

@@ -1,6 +1,6 @@
 """``MODEL.WEIGHTS`` for the torchvision engine: a whole detector of this engine or of
-Detectron2 (renamed by :mod:`resdet.tvdet.convert`), or backbone weights in any layout
-:func:`resdet.checkpoint.load_weights` reads.
+Detectron2, or backbone weights in any layout :func:`resdet.checkpoint.load_weights` reads
+(what a file is: :mod:`resdet.detection.weights_file`, shared with the Detectron2 engine).
 
 A detector trained here stores its backbone under ``backbone.body.`` (resdet's names) and the C4
 res5 head under ``roi_heads.box_head.res5.``, so :func:`resdet.checkpoint.load_weights` finds
@@ -11,48 +11,29 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Union
 
 import torch
 from torch import nn
 
-from resdet.checkpoint import convert_to_resdet, load_weights, read_weights_file, resolve_weights
-from resdet.checkpoint.formats import to_tensor, torchvision_settings_advice
+from resdet.checkpoint import load_weights
 from resdet.checkpoint.loader import group_names
-from resdet.tvdet.convert import detectron2_to_tvdet, is_detectron2_detector
+from resdet.detection.input_settings import torchvision_settings_advice
+from resdet.detection.weights_file import WeightsFile, read_detection_weights
 
 logger = logging.getLogger(__name__)
 
 _HEAD_KEYS = ("fc6.", "fc7.")
 
 
-def _is_own_detector(sd: Dict[str, torch.Tensor]) -> bool:
-    return any(k.startswith("rpn.head.") for k in sd) and any(
-        k.startswith("roi_heads.box_predictor.") for k in sd)
-
-
-def _detector_state_dict(obj) -> Optional[Dict[str, torch.Tensor]]:
-    """The whole-detector state dict in this engine's names, from a checkpoint of this engine
-    or of Detectron2 (renamed by :mod:`resdet.tvdet.convert`); None for anything else."""
-    sd = obj.get("model", obj) if isinstance(obj, dict) else obj
-    if not isinstance(sd, dict):
-        return None
-    sd = {k[len("module."):] if str(k).startswith("module.") else k: v for k, v in sd.items()}
-    if _is_own_detector(sd):
-        return sd
-    if is_detectron2_detector(sd):
-        tensors = {k: to_tensor(v) for k, v in sd.items()}
-        return detectron2_to_tvdet({k: t for k, t in tensors.items() if t is not None})
-    return None
-
-
 def is_detector_checkpoint(weights: str) -> bool:
     """True when ``weights`` is a whole detector (``model_final.pth`` of this engine or of the
     Detectron2 engine)."""
-    return _detector_state_dict(read_weights_file(resolve_weights(weights))) is not None
+    return read_detection_weights(weights).is_detector
 
 
-def load_detector_weights(model: nn.Module, weights: str, cfg: Any = None) -> None:
+def load_detector_weights(model: nn.Module, weights: Union[str, WeightsFile],
+                          cfg: Any = None) -> None:
     """Load ``weights`` into a :class:`~resdet.tvdet.model.ResdetFasterRCNN`.
 
     A whole detector (``model_final.pth`` of this engine, or of Detectron2 with the same
@@ -61,15 +42,21 @@ def load_detector_weights(model: nn.Module, weights: str, cfg: Any = None) -> No
     backbone, the C4 res5 head (``res5.*``) and the VGG-16 fc6/fc7 head, renamed from their
     layout by :mod:`resdet.checkpoint`.
 
-    With ``cfg``, backbone weights from torchvision whose input settings the config lacks get a
-    warning naming the keys (:func:`resdet.checkpoint.formats.torchvision_settings_advice`).
+    Args:
+        model: the detector.
+        weights: a file or name, or a :class:`~resdet.detection.weights_file.WeightsFile` already
+            read (so that nothing is read or converted twice).
+        cfg: with it, backbone weights from torchvision whose input settings the config lacks get
+            a warning naming the keys
+            (:func:`resdet.detection.input_settings.torchvision_settings_advice`).
 
     Raises:
         UserError: unreadable file, or no weight fits (from :func:`load_weights`).
     """
-    obj = read_weights_file(resolve_weights(weights))
-    sd = _detector_state_dict(obj)
-    if sd is not None:
+    file = weights if isinstance(weights, WeightsFile) else read_detection_weights(weights)
+    weights = file.name
+    if file.is_detector:
+        sd = file.torchvision_state()
         own = model.state_dict()
         keep = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
         skipped = [k for k in sd if k in own and k not in keep]
@@ -86,7 +73,7 @@ def load_detector_weights(model: nn.Module, weights: str, cfg: Any = None) -> No
                            group_names(result.missing_keys))
         logger.info("Loaded detector weights from %s (%d tensors).", weights, len(keep))
         return
-    converted = convert_to_resdet(obj, str(weights))
+    converted = file.converted()
     advice = torchvision_settings_advice(cfg, converted.source_format, weights) if cfg else ""
     if advice:
         logger.warning("%s.", advice)

@@ -89,7 +89,7 @@ def test_own_detector_checkpoint_restores_everything(tmp_path):
 def test_whole_detector_round_trip_through_detectron2_names(tmp_path):
     """A detector in Detectron2's names (as its engine saves it) loads whole into this engine
     and detects the same; verified against Detectron2 itself by hand (same boxes to 0.1 px)."""
-    from resdet.tvdet.convert import tvdet_to_detectron2
+    from resdet.detection.detector_names import tvdet_to_detectron2
 
     for name, opts, fpn in (("quickstart.yaml", [], True),
                             ("faster_rcnn_R50_coco.yaml", R18 + ["MODEL.ROI_HEADS.NUM_CLASSES",
@@ -125,7 +125,7 @@ def test_whole_detector_round_trip_through_detectron2_names(tmp_path):
 def test_torchvision_backbone_weights_name_the_input_settings_they_need(tmp_path, caplog):
     import torchvision
 
-    from resdet.checkpoint.formats import torchvision_settings_advice
+    from resdet.detection.input_settings import torchvision_settings_advice
 
     path = tmp_path / "tv_resnet50.pth"
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)

@@ -37,7 +37,7 @@ def write_tiny_voc(root: str) -> None:
 def tiny_opts(output_dir: str, **extra) -> list:
     """Overrides that make any detection config train 2 iterations on tiny images on the CPU."""
     opts = {
-        "MODEL.WEIGHTS": "", "MODEL.DEVICE": "cpu", "MODEL.RESDET.VGG_FC_DIM": "64",
+        "MODEL.WEIGHTS": "", "MODEL.DEVICE": "cpu",
         "INPUT.MIN_SIZE_TRAIN": "(64,)", "INPUT.MAX_SIZE_TRAIN": "96",
         "INPUT.MIN_SIZE_TEST": "64", "INPUT.MAX_SIZE_TEST": "96",
         "MODEL.RPN.PRE_NMS_TOPK_TRAIN": "200", "MODEL.RPN.POST_NMS_TOPK_TRAIN": "50",

@@ -1,4 +1,4 @@
-"""Whole-detector state dicts between this engine's names and Detectron2's.
+"""Whole-detector state dicts between the torchvision engine's names and Detectron2's.
 
 The networks already share names (resdet's are Detectron2's backbone names); the rest differs
 only in module paths and in the box predictor's class layout:

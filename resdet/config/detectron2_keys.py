@@ -1,0 +1,61 @@
+"""Detectron2's default config keys that resdet's own tree leaves out, with their defaults.
+
+Taken from ``detectron2/config/defaults.py`` (facebookresearch/detectron2, Apache-2.0): the mask,
+keypoint, cascade, semantic-segmentation, panoptic, RetinaNet, test-time-augmentation and other
+sections that :mod:`resdet.config.defaults` does not copy. A ``config.yaml`` written by a
+Detectron2-engine run holds all of them; resdet's loader accepts such a key when it keeps this
+default (nothing to honour) and refuses it, naming it, when it does not.
+"""
+
+# flat key -> Detectron2 default (tuples written as lists)
+DETECTRON2_ONLY_DEFAULTS = {
+    'MODEL.PANOPTIC_FPN.COMBINE.ENABLED': True,
+    'MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH': 0.5,
+    'MODEL.PANOPTIC_FPN.COMBINE.OVERLAP_THRESH': 0.5,
+    'MODEL.PANOPTIC_FPN.COMBINE.STUFF_AREA_LIMIT': 4096,
+    'MODEL.PANOPTIC_FPN.INSTANCE_LOSS_WEIGHT': 1.0,
+    'MODEL.RETINANET.BBOX_REG_LOSS_TYPE': 'smooth_l1',
+    'MODEL.RETINANET.BBOX_REG_WEIGHTS': [1.0, 1.0, 1.0, 1.0],
+    'MODEL.RETINANET.FOCAL_LOSS_ALPHA': 0.25,
+    'MODEL.RETINANET.FOCAL_LOSS_GAMMA': 2.0,
+    'MODEL.RETINANET.IN_FEATURES': ['p3', 'p4', 'p5', 'p6', 'p7'],
+    'MODEL.RETINANET.IOU_LABELS': [0, -1, 1],
+    'MODEL.RETINANET.IOU_THRESHOLDS': [0.4, 0.5],
+    'MODEL.RETINANET.NMS_THRESH_TEST': 0.5,
+    'MODEL.RETINANET.NORM': '',
+    'MODEL.RETINANET.NUM_CLASSES': 80,
+    'MODEL.RETINANET.NUM_CONVS': 4,
+    'MODEL.RETINANET.PRIOR_PROB': 0.01,
+    'MODEL.RETINANET.SCORE_THRESH_TEST': 0.05,
+    'MODEL.RETINANET.SMOOTH_L1_LOSS_BETA': 0.1,
+    'MODEL.RETINANET.TOPK_CANDIDATES_TEST': 1000,
+    'MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS': (
+        [[10.0, 10.0, 5.0, 5.0], [20.0, 20.0, 10.0, 10.0], [30.0, 30.0, 15.0, 15.0]]
+    ),
+    'MODEL.ROI_BOX_CASCADE_HEAD.IOUS': [0.5, 0.6, 0.7],
+    'MODEL.ROI_KEYPOINT_HEAD.CONV_DIMS': [512, 512, 512, 512, 512, 512, 512, 512],
+    'MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT': 1.0,
+    'MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE': 1,
+    'MODEL.ROI_KEYPOINT_HEAD.NAME': 'KRCNNConvDeconvUpsampleHead',
+    'MODEL.ROI_KEYPOINT_HEAD.NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS': True,
+    'MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS': 17,
+    'MODEL.ROI_KEYPOINT_HEAD.POOLER_RESOLUTION': 14,
+    'MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO': 0,
+    'MODEL.ROI_KEYPOINT_HEAD.POOLER_TYPE': 'ROIAlignV2',
+    'MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK': False,
+    'MODEL.ROI_MASK_HEAD.CONV_DIM': 256,
+    'MODEL.ROI_MASK_HEAD.NAME': 'MaskRCNNConvUpsampleHead',
+    'MODEL.ROI_MASK_HEAD.NORM': '',
+    'MODEL.ROI_MASK_HEAD.NUM_CONV': 0,
+    'MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION': 14,
+    'MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO': 0,
+    'MODEL.ROI_MASK_HEAD.POOLER_TYPE': 'ROIAlignV2',
+    'MODEL.SEM_SEG_HEAD.COMMON_STRIDE': 4,
+    'MODEL.SEM_SEG_HEAD.CONVS_DIM': 128,
+    'MODEL.SEM_SEG_HEAD.IGNORE_VALUE': 255,
+    'MODEL.SEM_SEG_HEAD.IN_FEATURES': ['p2', 'p3', 'p4', 'p5'],
+    'MODEL.SEM_SEG_HEAD.LOSS_WEIGHT': 1.0,
+    'MODEL.SEM_SEG_HEAD.NAME': 'SemSegFPNHead',
+    'MODEL.SEM_SEG_HEAD.NORM': 'GN',
+    'MODEL.SEM_SEG_HEAD.NUM_CLASSES': 54,
+}
