@@ -41,11 +41,6 @@ NEVER = {("resdet.d2", "resdet.tvdet"), ("resdet.tvdet", "resdet.d2")}
 # (importer, imported) pairs of modules other branches are moving now (issue 8: one detection
 # layer; checkpoint and pretraining refactors).
 KNOWN_UPWARD: Set[Tuple[str, str]] = {
-    # The engine choice lives in the torchvision adapter and calls Detectron2's trainer (it
-    # belongs above both adapters, with train_*); Detectron2's trainer draws with tvdet's code
-    # (drawing belongs in resdet/detection). Issue 8 moves both.
-    ("resdet.tvdet.engines", "resdet.d2.train"),
-    ("resdet.d2.train", "resdet.tvdet.predict"),
     # Top-1/top-5 evaluation gathers over processes with the training engine's comm helpers.
     ("resdet.evaluation.classification", "resdet.engine.comm"),
 }
@@ -197,7 +192,8 @@ def test_config_and_modeling_import_nothing_above_them():
 
 
 def test_config_package_imports_in_one_direction():
-    order = ["resdet.config.choices", "resdet.config.merging", "resdet.config.node",
+    order = ["resdet.config.choices", "resdet.config.detectron2_keys", "resdet.config.merging",
+             "resdet.config.node",
              "resdet.config.defaults", "resdet.config.loading"]
     graph = import_graph()
     for i, module in enumerate(order):

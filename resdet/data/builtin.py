@@ -133,3 +133,7 @@ register_detection_builtins()
 
 # Registers imagenet_{train,val}, cifar10_{train,test}, synthetic_imagenet{,_val}.
 from resdet.data import classification as _classification  # noqa: E402,F401
+from resdet.data.catalog import add_fallback  # noqa: E402
+from resdet.data.custom import detectron2_entry  # noqa: E402
+
+add_fallback(detectron2_entry)  # names a user registered in Detectron2's own DatasetCatalog

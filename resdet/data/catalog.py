@@ -94,16 +94,26 @@ def list_datasets() -> List[str]:
     return sorted(_REGISTRY)
 
 
+# Lookups tried for a name that is not registered here, in order: each returns an entry or
+# None. resdet.data.builtin adds the one for names a user registered in Detectron2's own
+# DatasetCatalog (resdet.data.custom.detectron2_entry), so the catalog imports no loader.
+_FALLBACKS: List[Callable[[str], Optional[_Entry]]] = []
+
+
+def add_fallback(lookup: Callable[[str], Optional[_Entry]]) -> None:
+    """Consult ``lookup(name)`` for names that are not registered (after the earlier ones)."""
+    if lookup not in _FALLBACKS:
+        _FALLBACKS.append(lookup)
+
+
 def _entry(name: str) -> _Entry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        # A name a user registered in Detectron2's own DatasetCatalog (issue 12).
-        from resdet.data.custom import detectron2_entry
-
-        found = detectron2_entry(name)
-        if found is not None:
-            return found
+        for lookup in _FALLBACKS:
+            found = lookup(name)
+            if found is not None:
+                return found
         near = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
         hint = f"did you mean {near[0]!r}? " if near else ""
         raise UserError(f"Unknown dataset {name!r}; {hint}valid names: "
