@@ -27,7 +27,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from detectron2.layers import FrozenBatchNorm2d as D2FrozenBatchNorm2d
 
-from resdet.checkpoint import resolve_weights
+from resdet.checkpoint import LoadReport, resolve_weights
 from resdet.checkpoint.atomic import atomic_torch_save, atomic_write_bytes
 from resdet.detection.input_settings import torchvision_settings_advice
 from resdet.detection.weights_file import read_detection_weights
@@ -43,12 +43,18 @@ class ResdetCheckpointer(DetectionCheckpointer):
         model: the model (or DDP wrapper) to load into and save.
         save_dir: where checkpoints and ``last_checkpoint`` go.
         cfg: the config, saved as YAML text in every checkpoint (optional).
+        purpose: ``"finetune"`` (training starts from the weights) or ``"evaluate"``
+            (``--eval-only``: weights that do not fill the whole detector are an error with
+            matched/missing/mismatched counts, :meth:`resdet.checkpoint.LoadReport.check`).
         **checkpointables: passed to Detectron2's checkpointer (``trainer=``, ``optimizer=``...).
     """
 
-    def __init__(self, model, save_dir: str = "", *, cfg=None, **checkpointables):
+    def __init__(self, model, save_dir: str = "", *, cfg=None, purpose: str = "finetune",
+                 **checkpointables):
         super().__init__(model, save_dir, **checkpointables)
         self._cfg = cfg
+        self._purpose = purpose
+        self._source = "MODEL.WEIGHTS"
         self._cfg_text: Optional[str] = cfg.dump() if cfg is not None else None
 
     def load(self, path: str, *args, **kwargs):
@@ -85,6 +91,7 @@ class ResdetCheckpointer(DetectionCheckpointer):
         :mod:`resdet.detection.weights_file`): whole detectors of either engine by exact name,
         model-zoo and Caffe2 files as Detectron2 loads them, anything else by name suffix."""
         weights = read_detection_weights(filename)
+        self._source = filename
         if weights.kind == "detectron2_model_zoo":
             logger.info("Reading a file from '%s'", weights.data["__author__"])
             return weights.data
@@ -126,6 +133,9 @@ class ResdetCheckpointer(DetectionCheckpointer):
                 raise UserError("MODEL.WEIGHTS matched no weight of the model; check that the "
                                 "file is for MODEL.RESDET.ARCH.")
         _fill_frozen_bn_stats(self.model, checkpoint["model"])
+        if self._purpose == "evaluate":  # nothing trains what the file does not fill (issue 15)
+            LoadReport.compare(self.model.state_dict(), checkpoint["model"]).check(
+                "evaluate", source=self._source, model="the detector")
         return super()._load_model(checkpoint)
 
 

@@ -278,7 +278,8 @@ def main(args, cfg=None) -> Any:
     if args.eval_only:
         prepare_datasets(cfg.DATASETS.TEST, "DATASETS.TEST")
         model = ResdetTrainer.build_model(cfg)
-        ResdetCheckpointer(model, save_dir=cfg.OUTPUT_DIR, cfg=cfg).resume_or_load(
+        ResdetCheckpointer(model, save_dir=cfg.OUTPUT_DIR, cfg=cfg,
+                           purpose="evaluate").resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume)
         return ResdetTrainer.test(cfg, model)
     trainer = ResdetTrainer(cfg)

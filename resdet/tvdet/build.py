@@ -178,7 +178,8 @@ def _build_backbone_and_head(cfg):
     return backbone, pooler, head
 
 
-def build_model(cfg, *, load_weights: bool = True, weights_file=None) -> ResdetFasterRCNN:
+def build_model(cfg, *, load_weights: bool = True, weights_file=None,
+                purpose: str = "finetune") -> ResdetFasterRCNN:
     """Build the detector the config describes (on the CPU; move it with ``.to(device)``).
 
     Args:
@@ -186,12 +187,15 @@ def build_model(cfg, *, load_weights: bool = True, weights_file=None) -> ResdetF
         load_weights: load ``MODEL.WEIGHTS`` into the backbone (and the res5 / fc6-fc7 head).
         weights_file: ``MODEL.WEIGHTS`` already read by
             :func:`resdet.detection.weights_file.read_detection_weights` (not read again).
+        purpose: ``"evaluate"`` (``--eval-only``, ``tools/predict.py``: weights must fill the
+            whole detector) or ``"finetune"`` (:func:`resdet.tvdet.weights.load_detector_weights`).
 
     Returns:
         A :class:`~resdet.tvdet.model.ResdetFasterRCNN` (a torchvision ``FasterRCNN``).
 
     Raises:
-        UserError: a key this engine cannot honour, or values that do not fit together.
+        UserError: a key this engine cannot honour, values that do not fit together, or weights
+            that do not fit.
     """
     check_config(cfg)
     backbone, pooler, box_head = _build_backbone_and_head(cfg)
@@ -238,7 +242,7 @@ def build_model(cfg, *, load_weights: bool = True, weights_file=None) -> ResdetF
     if load_weights and cfg.MODEL.WEIGHTS:
         from resdet.tvdet.weights import load_detector_weights
 
-        load_detector_weights(model, weights_file or cfg.MODEL.WEIGHTS, cfg)
+        load_detector_weights(model, weights_file or cfg.MODEL.WEIGHTS, cfg, purpose=purpose)
     return model
 
 

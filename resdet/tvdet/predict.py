@@ -40,7 +40,7 @@ def run_predict(config_file: str, weights: str, inputs: Sequence[str], output_di
                         "model_final.pth written by tools/train_net.py (either engine).")
     files = list_images(inputs)
     device = select_device(cfg)
-    model = build_model(cfg, weights_file=weights_file).to(device)
+    model = build_model(cfg, weights_file=weights_file, purpose="evaluate").to(device)
     written = predict_images(cfg, model, files, output_dir, score_thresh, device)
     logger.info("Wrote %d images to %s", len(written), output_dir)
     return written

@@ -128,7 +128,8 @@ def main(args, cfg=None) -> Dict[str, Any]:
     if args.eval_only and not cfg.MODEL.WEIGHTS:
         raise UserError("--eval-only needs MODEL.WEIGHTS (a model_final.pth of either engine).")
     device = select_device(cfg)
-    model = build_model(cfg).to(device)
+    # --eval-only: nothing trains the layers the weights do not fill (issue 15)
+    model = build_model(cfg, purpose="evaluate" if args.eval_only else "finetune").to(device)
     logger.info("Model: %s on %s (%d threads); parameters %s", cfg.MODEL.RESDET.ARCH, device,
                 cpu_threads(cfg, device), trainable_parameter_count(model))
     if args.eval_only:

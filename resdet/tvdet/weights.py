@@ -16,10 +16,11 @@ from typing import Any, Dict, Union
 import torch
 from torch import nn
 
-from resdet.checkpoint import load_weights
+from resdet.checkpoint import LoadReport, load_weights
 from resdet.checkpoint.loader import group_names
 from resdet.detection.input_settings import torchvision_settings_advice
 from resdet.detection.weights_file import WeightsFile, read_detection_weights
+from resdet.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +34,17 @@ def is_detector_checkpoint(weights: str) -> bool:
 
 
 def load_detector_weights(model: nn.Module, weights: Union[str, WeightsFile],
-                          cfg: Any = None) -> None:
+                          cfg: Any = None, purpose: str = "finetune") -> None:
     """Load ``weights`` into a :class:`~resdet.tvdet.model.ResdetFasterRCNN`.
 
     A whole detector (``model_final.pth`` of this engine, or of Detectron2 with the same
-    layout) fills the whole detector; keys whose shape differs (another ``NUM_CLASSES``) are
-    skipped with a warning, as Detectron2 does. Anything else is backbone weights: they go to the
-    backbone, the C4 res5 head (``res5.*``) and the VGG-16 fc6/fc7 head, renamed from their
-    layout by :mod:`resdet.checkpoint`.
+    layout) fills the whole detector. When fine-tuning, a box predictor for another
+    ``NUM_CLASSES`` is skipped with a warning, as Detectron2 does; under ``purpose="evaluate"``
+    (``--eval-only``, ``tools/predict.py``) weights that do not fill the whole detector are an
+    error with matched/missing/mismatched counts (:meth:`resdet.checkpoint.LoadReport.check`).
+    Anything else is backbone weights: they go to the backbone, the C4 res5 head (``res5.*``)
+    and the VGG-16 fc6/fc7 head, renamed from their layout by :mod:`resdet.checkpoint`; they
+    cannot be evaluated (the box heads would be random).
 
     Args:
         model: the detector.
@@ -49,30 +53,33 @@ def load_detector_weights(model: nn.Module, weights: Union[str, WeightsFile],
         cfg: with it, backbone weights from torchvision whose input settings the config lacks get
             a warning naming the keys
             (:func:`resdet.detection.input_settings.torchvision_settings_advice`).
+        purpose: ``"finetune"`` (training starts from them) or ``"evaluate"``.
 
     Raises:
-        UserError: unreadable file, or no weight fits (from :func:`load_weights`).
+        UserError: unreadable file, no weight fits (from :func:`load_weights`), or, under
+            ``"evaluate"``, weights that do not fill the whole detector.
     """
     file = weights if isinstance(weights, WeightsFile) else read_detection_weights(weights)
     weights = file.name
     if file.is_detector:
         sd = file.torchvision_state()
-        own = model.state_dict()
-        keep = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
-        skipped = [k for k in sd if k in own and k not in keep]
-        if skipped:
-            logger.warning("Skipped %d weights of %s whose shape differs from the model: %s",
-                           len(skipped), weights, ", ".join(skipped))
-        unused = [k for k in sd if k not in own]
-        if unused:
+        report = LoadReport.compare(model.state_dict(), sd)
+        report.check(purpose, source=weights, model="the detector")
+        report.warn_class_count(weights)
+        if report.unexpected:
             logger.warning("Weights of %s the model has no place for: %s", weights,
-                           group_names(unused))
-        result = model.load_state_dict(keep, strict=False)
+                           group_names(report.unexpected))
+        result = model.load_state_dict({k: sd[k] for k in report.matched}, strict=False)
         if result.missing_keys:
             logger.warning("Missing in %s (left as initialised): %s", weights,
                            group_names(result.missing_keys))
-        logger.info("Loaded detector weights from %s (%d tensors).", weights, len(keep))
+        logger.info("Loaded detector weights from %s (%d tensors).", weights, len(report.matched))
         return
+    if purpose == "evaluate":
+        raise UserError(
+            f"{weights} holds {file.converted().source_format} backbone weights, not a trained "
+            "detector: its RPN and box heads would be random; pass a model_final.pth written by "
+            "tools/train_net.py (either engine), or train first.")
     converted = file.converted()
     advice = torchvision_settings_advice(cfg, converted.source_format, weights) if cfg else ""
     if advice:

@@ -53,3 +53,32 @@ def test_predict_refuses_backbone_only_weights(tmp_path):
          str(tmp_path / "bb.pth"), "--input", str(tmp_path), "--output", str(tmp_path / "o")],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "not a detector checkpoint" in proc.stderr
+
+
+def test_weights_for_another_network_are_refused_where_nothing_trains_them(tmp_path):
+    """Issue 15: the quickstart's R18-FPN model_final.pth with an R50-FPN config: predict.py and
+    --eval-only used to load 59 tensors, warn, and draw boxes from a mostly random network."""
+    weights = str(tmp_path / "model_final.pth")
+    _checkpoint(weights)
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.full((60, 80, 3), 128, dtype=np.uint8))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    r50 = ["--config", "configs/faster_rcnn_R50_FPN_coco.yaml", "MODEL.ROI_HEADS.NUM_CLASSES", "3",
+           "MODEL.DEVICE", "cpu"]
+    predict = subprocess.run(
+        [sys.executable, "tools/predict.py", "--weights", weights, "--input", str(tmp_path),
+         "--output", str(tmp_path / "o"), *r50], cwd=REPO, capture_output=True, text=True,
+        timeout=300, env=env)
+    assert predict.returncode == 2, predict.stderr[-2000:]
+    line = predict.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {weights} does not fit the detector: ")
+    assert " weights matched, " in line and " with another shape (" in line
+    assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")
+    # the same on --eval-only (torchvision engine; the Detectron2 engine uses the same check)
+    ev = subprocess.run(
+        [sys.executable, "tools/train_net.py", "--engine", "torchvision", "--eval-only", *r50,
+         "DATASETS.TEST", "('shapes_val',)", "MODEL.WEIGHTS", weights,
+         "OUTPUT_DIR", str(tmp_path / "ev")], cwd=REPO, capture_output=True, text=True,
+        timeout=300, env=dict(env, DETECTRON2_DATASETS=str(tmp_path / "ds")))
+    assert ev.returncode == 2, ev.stdout[-2000:] + ev.stderr[-2000:]
+    assert ev.stderr.strip().splitlines()[-1] == line
+    assert not (tmp_path / "ev" / "eval_results.json").exists()
