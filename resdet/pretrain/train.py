@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from resdet.config import lookup
-from resdet.config.defaults import CHOICES
+from resdet.config.choices import CHOICES, NO_NORM
 from resdet.data import get_metadata
 from resdet.data.classification import align_labels
 from resdet.engine import comm
@@ -67,10 +67,7 @@ def build_pretrain_model(cfg: Any) -> nn.Module:
 
     arch = cfg.MODEL.RESDET.ARCH
     info = arch_info(arch)
-    norm = cfg.PRETRAIN.NORM or None
-    if isinstance(norm, str) and norm.lower() == "none":
-        norm = None
-    options: Dict[str, Any] = {"norm": norm}
+    options: Dict[str, Any] = {"norm": None if cfg.PRETRAIN.NORM in NO_NORM else cfg.PRETRAIN.NORM}
     if cfg.MODEL.RESDET.SHORTCUT:
         options["shortcut"] = cfg.MODEL.RESDET.SHORTCUT
     if info["family"] == "resnet":

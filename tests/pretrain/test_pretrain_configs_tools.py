@@ -9,7 +9,7 @@ import pytest
 from resdet.config import load_config
 from resdet.errors import UserError
 from resdet.modeling import arch_info
-from resdet.pretrain.train import check_pretrain_config
+from resdet.pretrain.train import build_pretrain_model, check_pretrain_config
 from tests.pretrain.tiny_cls_data import make_imagenet_folders
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "pretrain")
@@ -53,6 +53,31 @@ def test_bad_choice_names_key():
     cfg.PRETRAIN.MEAN = "median"  # set in code, past the loader's check
     with pytest.raises(UserError, match="PRETRAIN.MEAN"):
         check_pretrain_config(cfg)
+
+
+@pytest.mark.parametrize("value, norm_layers", [
+    ("BN", {"BatchNorm2d"}), ("GN", {"GroupNorm"}), ("", set()), ("none", set()), ("None", set())])
+def test_pretrain_norm_is_a_choice_and_none_builds_no_norm(value, norm_layers):
+    cfg = load_config(os.path.join(CONFIG_DIR, "quickstart.yaml"), ["PRETRAIN.NORM", value])
+    check_pretrain_config(cfg)
+    model = build_pretrain_model(cfg)
+    assert {type(m).__name__ for m in model.modules() if "Norm" in type(m).__name__} \
+        == norm_layers
+
+
+def test_pretrain_norm_outside_its_list_names_the_key():
+    path = os.path.join(CONFIG_DIR, "quickstart.yaml")
+    with pytest.raises(UserError) as err:
+        load_config(path, ["PRETRAIN.NORM", "LN"])
+    assert str(err.value) == ("Config key 'PRETRAIN.NORM' in the command line must be one of "
+                              "'BN', 'FrozenBN', 'GN', 'SyncBN', '', 'none', 'None', got 'LN'.")
+    cfg = load_config(path)
+    cfg.defrost()
+    cfg.PRETRAIN.NORM = "NONE"  # set in code, past the loader's check
+    with pytest.raises(UserError) as err:
+        check_pretrain_config(cfg)
+    assert str(err.value) == ("PRETRAIN.NORM is 'NONE'; use one of 'BN', 'FrozenBN', 'GN', "
+                              "'SyncBN', '', 'none', 'None'.")
 
 
 def test_plot_curves_and_degradation(tmp_path, monkeypatch):
