@@ -30,7 +30,8 @@ from resdet.checkpoint import (  # noqa: E402
 )
 from resdet.cli import run_main  # noqa: E402
 from resdet.config.choices import SHORTCUTS
-from resdet.modeling import arch_info, build_backbone, build_classifier  # noqa: E402
+from resdet.errors import UserError
+from resdet.modeling import build_backbone, build_classifier, get_arch  # noqa: E402
 
 logger = logging.getLogger("convert_weights")
 
@@ -61,18 +62,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    info = arch_info(args.arch)  # unknown names fail here, listing the valid ones
+    spec = get_arch(args.arch)  # unknown names fail here, listing the valid ones
+    if args.shortcut and not spec.supports("shortcut"):
+        raise UserError(f"--shortcut does not apply to {args.arch}, which has no shortcut "
+                        "option; leave --shortcut out.")
     obj = read_weights_file(resolve_weights(args.src, sha256=args.sha256))
     converted = convert_to_resdet(obj, args.src, entry=args.entry, prefix=args.prefix)
     logger.info("Read %s", converted.describe(args.src))
-    head = "fc8.weight" if info["family"] == "vgg" else "fc.weight"
+    head = f"{spec.classifier}.weight"  # the classifier's last layer: its rows are the classes
     options = {"shortcut": args.shortcut} if args.shortcut else {}
     if head in converted.tensors:
         num_classes = converted.tensors[head].shape[0]
         model = build_classifier(args.arch, num_classes=num_classes, **options)
         what = f"classifier ({num_classes} classes)"
     else:
-        model = build_backbone(args.arch, out_features=(info["stages"][-1],), **options)
+        model = build_backbone(args.arch, out_features=(spec.stage_names[-1],), **options)
         what = "backbone (the file has no classifier head)"
     logger.info("Building %s %s", args.arch, what)
     # strict: a converted file must not silently carry randomly initialised layers; the model

@@ -411,9 +411,13 @@ def strides_in_3x3(kind: WeightsKind | str, arch: str) -> bool:
     Args:
         kind: the weights' :class:`WeightsKind` (or, as before, their ``source_format``).
         arch: resdet architecture name.
+
+    Raises:
+        UserError: ``arch`` is not a registered network (the message lists the valid names).
     """
-    from resdet.modeling import arch_info
+    from resdet.modeling import get_arch
 
     torchvision = (kind is WeightsKind.TORCHVISION_RESNET if isinstance(kind, WeightsKind)
                    else kind.startswith(WeightsKind.TORCHVISION_RESNET.value))
-    return torchvision and arch_info(arch)["block"] == "bottleneck"
+    # A block with a stride to place (a 1x1 before its 3x3: bottleneck blocks) takes the option.
+    return torchvision and get_arch(arch).block_supports("stride_in_1x1")

@@ -15,6 +15,9 @@ SHORTCUTS: Tuple[str, ...] = ("A", "B", "C")
 # Normalisation layers a network can use (BN after every conv is the paper's, Sec. 3.4; FrozenBN
 # is its detection setting, Appendix A).
 NORMS: Tuple[str, ...] = ("BN", "FrozenBN", "GN", "SyncBN")
+# Spellings of "no norm layer" where a config key takes a norm name (PRETRAIN.NORM): empty, as
+# Detectron2's MODEL.RESNETS.NORM, or "none" ("None" as Python writes it).
+NO_NORM: Tuple[str, ...] = ("", "none", "None")
 # Which detection engine runs a config ("auto": Detectron2 when it imports).
 ENGINES: Tuple[str, ...] = ("auto", "detectron2", "torchvision")
 AMP_DTYPES: Tuple[str, ...] = ("bfloat16", "float16")
@@ -31,4 +34,6 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "PRETRAIN.AUGMENTATION": ("scale", "pad_crop"),
     "PRETRAIN.MEAN": ("pixel", "channel"),
     "PRETRAIN.PLATEAU_METRIC": ("val", "train"),
+    # The classifier's norm: BN after every conv is the paper's (Sec. 3.4); none for ablations.
+    "PRETRAIN.NORM": NORMS + NO_NORM,
 }

@@ -52,6 +52,9 @@ class ArchSpec:
         input_size: the side, in pixels, of the square training crop (224 ImageNet, 32 CIFAR).
         num_classes: classes of the dataset the paper trains it on (1000 or 10).
         options: the keyword options its builder accepts; any other is an error naming it.
+        classifier: the attribute of the built classifier that is its last layer, the one with
+            ``num_classes`` outputs (``"fc"``; ``"fc8"`` for VGG-16); ``<classifier>.weight`` is
+            the key of the classification head in a weights file of this network.
     """
 
     name: str
@@ -69,6 +72,7 @@ class ArchSpec:
     input_size: int = 224
     num_classes: int = 1000
     options: Tuple[str, ...] = ("norm", "freeze_at")
+    classifier: str = "fc"
 
     def __post_init__(self) -> None:
         count = len(self.stage_names)
@@ -83,6 +87,16 @@ class ArchSpec:
     def supports(self, option: str) -> bool:
         """Whether the builder of this network accepts the keyword option ``option``."""
         return option in self.options
+
+    def block_supports(self, option: str) -> bool:
+        """Whether the blocks of this network use the keyword option ``option``.
+
+        ``supports`` answers for the whole network, ``block_supports`` for its block class: every
+        ImageNet ResNet takes ``stride_in_1x1``, but only a bottleneck block has a 1x1 conv to put
+        the stride in (Table 1), so the option changes nothing in ResNet-18/34. False for a
+        network without blocks (VGG-16).
+        """
+        return self.block is not None and option in getattr(self.block, "options", ())
 
     def stage_shapes(self) -> Dict[str, ShapeSpec]:
         """Channels and stride (pixels of input per feature pixel) of every feature map.

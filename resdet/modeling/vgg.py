@@ -166,4 +166,4 @@ register_arch(ArchSpec(
     stage_blocks=tuple(count for count, _ in VGG16_LAYOUT),
     stage_channels=tuple(channels for _, channels in VGG16_LAYOUT),
     residual=False, default_norm=None, input_size=224, num_classes=1000,
-    options=("norm", "freeze_at")))
+    options=("norm", "freeze_at"), classifier="fc8"))

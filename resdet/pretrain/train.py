@@ -11,16 +11,18 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from resdet.config import lookup
-from resdet.config.defaults import CHOICES
+from resdet.config.choices import CHOICES, NO_NORM
 from resdet.data import get_metadata
 from resdet.data.classification import align_labels
 from resdet.engine import comm
 from resdet.engine.defaults import build_trainer, default_setup, per_process_batch, select_device
 from resdet.engine.launch import default_argument_parser, launch
 from resdet.errors import UserError
+from resdet.modeling import build_classifier, get_arch, resolve_arch
 from resdet.pretrain.data import (
     Normalizer,
     TrainDataset,
@@ -38,7 +40,8 @@ def check_pretrain_config(cfg: Any) -> None:
     """Refuse settings pretraining cannot honour, naming the key.
 
     Raises:
-        UserError: a bad choice, no or several training sets, or an impossible size.
+        UserError: a bad choice, no or several training sets, an impossible size, or a network
+            (``MODEL.RESDET.ARCH`` / ``MODEL.RESNETS.DEPTH``) that does not take an option set.
     """
     # Also checked when a config file or override sets them; a cfg built in code is not.
     for key, allowed in CHOICES.items():
@@ -59,29 +62,51 @@ def check_pretrain_config(cfg: Any) -> None:
                         f"PRETRAIN.CROP_SIZE {cfg.PRETRAIN.CROP_SIZE}.")
     if cfg.SOLVER.MAX_ITER <= 0:
         raise UserError("SOLVER.MAX_ITER must be positive.")
+    _network_options(cfg)
 
 
-def build_pretrain_model(cfg: Any) -> nn.Module:
-    """The classifier of ``MODEL.RESDET.ARCH`` with the config's options (not yet on a device)."""
-    from resdet.modeling import arch_info, build_classifier
+def _network_options(cfg: CfgNode) -> Tuple[str, Dict[str, Any]]:
+    """The network the config names (:func:`resolve_arch`) and the options its spec takes.
 
-    arch = cfg.MODEL.RESDET.ARCH
-    info = arch_info(arch)
-    norm = cfg.PRETRAIN.NORM or None
-    if isinstance(norm, str) and norm.lower() == "none":
-        norm = None
+    MODEL.RESNETS.STRIDE_IN_1X1 (a Detectron2 key, always set) goes to the networks that take
+    ``stride_in_1x1``; MODEL.RESDET.SHORTCUT and PRETRAIN.NORM, resdet's keys, are refused
+    for a network without that option unless they ask for nothing ("" / no norm).
+
+    Raises:
+        UserError: ARCH and DEPTH disagree or name no network, or an option the network does
+            not take is set; each names the key.
+    """
+    arch = resolve_arch(cfg)
+    spec = get_arch(arch)
+    norm = None if cfg.PRETRAIN.NORM in NO_NORM else cfg.PRETRAIN.NORM
+    shortcut = cfg.MODEL.RESDET.SHORTCUT  # "": the spec's paper default
+    for key, value, option in (("PRETRAIN.NORM", norm, "norm"),
+                               ("MODEL.RESDET.SHORTCUT", shortcut, "shortcut")):
+        if value and not spec.supports(option):
+            raise UserError(f"{key} is {value!r} but {arch} takes no {option} option (it takes "
+                            f"{', '.join(spec.options)}); set {key} ''.")
     options: Dict[str, Any] = {"norm": norm}
-    if cfg.MODEL.RESDET.SHORTCUT:
-        options["shortcut"] = cfg.MODEL.RESDET.SHORTCUT
-    if info["family"] == "resnet":
+    if shortcut:
+        options["shortcut"] = shortcut
+    if spec.supports("stride_in_1x1"):
         options["stride_in_1x1"] = bool(cfg.MODEL.RESNETS.STRIDE_IN_1X1)
-    if info["family"] == "vgg":
-        options.pop("shortcut", None)
+    return arch, options
+
+
+def build_pretrain_model(cfg: CfgNode) -> nn.Module:
+    """The classifier of ``MODEL.RESDET.ARCH`` (``resnet{MODEL.RESNETS.DEPTH}`` when empty) with
+    the config's options, not yet on a device: its forward maps (N, 3, H, W) to
+    (N, MODEL.RESDET.NUM_CLASSES) logits.
+
+    Raises:
+        UserError: as :func:`check_pretrain_config` for the network and its options.
+    """
+    arch, options = _network_options(cfg)
     return build_classifier(arch, num_classes=cfg.MODEL.RESDET.NUM_CLASSES, **options)
 
 
 def _export_info(cfg: Any, classes: Optional[List[str]]) -> Dict[str, Any]:
-    info = {"arch": cfg.MODEL.RESDET.ARCH, "shortcut": cfg.MODEL.RESDET.SHORTCUT,
+    info = {"arch": resolve_arch(cfg), "shortcut": cfg.MODEL.RESDET.SHORTCUT,
             "norm": cfg.PRETRAIN.NORM, "stride_in_1x1": bool(cfg.MODEL.RESNETS.STRIDE_IN_1X1),
             "num_classes": cfg.MODEL.RESDET.NUM_CLASSES,
             "trained_on": list(cfg.DATASETS.TRAIN)}
@@ -188,8 +213,9 @@ def _adopt_torchvision_conventions(cfg: Any, weights: Dict[str, Any], source_for
         weights["normalizer"] = torchvision_normalizer().state_dict()
         logger.info("%s holds torchvision weights: inputs are normalised as torchvision's "
                     "models expect (ImageNet channel mean and std).", cfg.MODEL.WEIGHTS)
-    if cfg.MODEL.RESNETS.STRIDE_IN_1X1 and strides_in_3x3(source_format, cfg.MODEL.RESDET.ARCH):
-        msg = (f"{cfg.MODEL.WEIGHTS} holds torchvision weights, whose {cfg.MODEL.RESDET.ARCH} "
+    arch = resolve_arch(cfg)
+    if cfg.MODEL.RESNETS.STRIDE_IN_1X1 and strides_in_3x3(source_format, arch):
+        msg = (f"{cfg.MODEL.WEIGHTS} holds torchvision weights, whose {arch} "
                "puts the stride in the 3x3 conv; set MODEL.RESNETS.STRIDE_IN_1X1 False")
         if eval_only:
             raise UserError(msg + " to evaluate them.")
@@ -257,7 +283,7 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
             from resdet.checkpoint import load_weights
 
             # nothing trains what the file does not fill when evaluating: refuse such weights
-            report = load_weights(model, cfg.MODEL.WEIGHTS, arch=cfg.MODEL.RESDET.ARCH,
+            report = load_weights(model, cfg.MODEL.WEIGHTS, arch=resolve_arch(cfg),
                                   purpose="evaluate" if args.eval_only else "finetune")
             logger.info("Loaded %d tensors from %s (missing: %d).", len(report.matched),
                         cfg.MODEL.WEIGHTS, len(report.missing))

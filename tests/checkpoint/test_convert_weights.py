@@ -12,7 +12,7 @@ import torchvision
 
 from resdet.checkpoint import load_plain_pickle, save_resdet_weights
 from resdet.errors import UserError
-from resdet.modeling import build_classifier
+from resdet.modeling import ArchSpec, build_classifier, register_arch, unregister_arch
 
 
 def _convert(repo_root, *args):
@@ -125,3 +125,40 @@ def test_shape_mismatch_message_names_no_missing_option(repo_root, tmp_path):
         "'res2.0.conv1.weight') has shape (64, 64, 1, 1) but the model resnet18 expects "
         "(64, 64, 3, 3); build the architecture and options the weights were made for")
     assert not (tmp_path / "o.pth").exists()
+
+
+def test_shortcut_for_a_net_without_shortcuts_is_named_before_reading(repo_root, tmp_path):
+    with pytest.raises(UserError) as e:
+        _tool(repo_root).main(["--src", str(tmp_path / "missing.pth"), "--arch", "vgg16",
+                               "--shortcut", "B", "--out", str(tmp_path / "o.pth")])
+    assert str(e.value) == ("--shortcut does not apply to vgg16, which has no shortcut option; "
+                            "leave --shortcut out.")
+
+
+def test_a_registered_net_converts_by_its_specs_classifier_and_last_stage(repo_root, tmp_path):
+    """The head (fc8 here) and the backbone's last stage come from the spec, for any name."""
+    spec = register_arch(ArchSpec(
+        name="test_vgg3", family="vgg", depth=4, stage_names=("conv1_1", "conv2_1"),
+        stage_blocks=(1, 1), stage_channels=(4, 8), residual=False, default_norm=None,
+        options=("norm", "freeze_at"), classifier="fc8"))
+    try:
+        torch.manual_seed(0)
+        model = build_classifier(spec.name, num_classes=3)
+        save_resdet_weights(model, tmp_path / "cls.pth", arch=spec.name)
+        tool = _tool(repo_root)
+        tool.main(["--src", str(tmp_path / "cls.pth"), "--arch", spec.name,
+                   "--out", str(tmp_path / "out.pth")])
+        out = torch.load(tmp_path / "out.pth", weights_only=True)["model"]
+        assert sorted(out) == sorted(model.state_dict())
+        torch.testing.assert_close(out["fc8.weight"], model.fc8.weight, rtol=0, atol=0)
+
+        body = {k: v for k, v in model.state_dict().items() if not k.startswith("fc")}
+        torch.save(body, tmp_path / "body.pth")
+        tool.main(["--src", str(tmp_path / "body.pth"), "--arch", spec.name,
+                   "--out", str(tmp_path / "body_out.pth")])
+        out = torch.load(tmp_path / "body_out.pth", weights_only=True)["model"]
+        assert list(out) == ["conv1_1.weight", "conv1_1.bias", "conv2_1.weight", "conv2_1.bias"]
+        for k, v in out.items():
+            torch.testing.assert_close(v, body[k], rtol=0, atol=0)
+    finally:
+        unregister_arch(spec.name)

@@ -1,5 +1,7 @@
 """One answer to "what is this weights file": a WeightsKind on the converted result (issue 11)."""
 
+import dataclasses
+
 import pytest
 import torch
 import torchvision
@@ -7,7 +9,15 @@ import torchvision
 import resdet.checkpoint.loader as loader
 from resdet.checkpoint import WeightsKind, convert_to_resdet, load_weights, to_detectron2, to_msra
 from resdet.checkpoint.formats import strides_in_3x3
-from resdet.modeling import build_backbone, build_classifier
+from resdet.errors import UserError
+from resdet.modeling import (
+    BottleneckBlock,
+    build_backbone,
+    build_classifier,
+    get_arch,
+    register_arch,
+    unregister_arch,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +57,25 @@ def test_strides_in_3x3_takes_the_kind_or_the_old_label():
     assert not strides_in_3x3(WeightsKind.TORCHVISION_RESNET, "resnet18")  # basic blocks
     assert not strides_in_3x3(WeightsKind.MSRA_CAFFE2, "resnet50")
     assert strides_in_3x3("torchvision ResNet (or timm), prefix 'model.'", "resnet50")
+
+
+def test_strides_in_3x3_asks_the_block_not_a_family_name():
+    tv = WeightsKind.TORCHVISION_RESNET
+    assert [strides_in_3x3(tv, n) for n in ("plain101", "plain34", "cifar_resnet20", "vgg16")] \
+        == [True, False, False, False]
+
+    class WideBottleneck(BottleneckBlock):  # a block of a user's net: its options decide
+        pass
+
+    spec = register_arch(dataclasses.replace(get_arch("resnet50"), name="test_wide50",
+                                             block=WideBottleneck))
+    try:
+        assert strides_in_3x3(tv, spec.name)
+    finally:
+        unregister_arch(spec.name)
+    with pytest.raises(UserError, match="^Unknown architecture 'resnet51'; valid names are: "
+                                        "resnet18, plain18, "):
+        strides_in_3x3(tv, "resnet51")
 
 
 def test_converted_weights_are_not_converted_again(monkeypatch):

@@ -1,6 +1,7 @@
 """The architecture table: specs agree with what the builders make; options and ARCH/DEPTH."""
 
 import pytest
+import torch
 
 from resdet.config import CHOICES, NORMS, SHORTCUTS, get_cfg, load_config
 from resdet.errors import UserError
@@ -48,6 +49,28 @@ def test_arch_info_is_a_view_of_the_spec():
 def test_classifier_defaults_to_the_specs_classes():
     assert build_classifier("cifar_resnet20").fc.out_features == 10
     assert build_classifier("resnet18").fc.out_features == 1000
+
+
+@pytest.mark.parametrize("name, classifier", [
+    ("resnet18", "fc"), ("plain50", "fc"), ("cifar_resnet20", "fc"), ("vgg16", "fc8")])
+def test_spec_names_the_classifier_layer(name, classifier):
+    spec = get_arch(name)
+    assert spec.classifier == classifier
+    with torch.device("meta"):  # shapes only: VGG-16's fc6 alone has 103M weights
+        model = build_classifier(name, num_classes=7)
+    layer = getattr(model, spec.classifier)
+    assert isinstance(layer, torch.nn.Linear) and layer.out_features == 7
+    assert f"{classifier}.weight" in model.state_dict()
+
+
+def test_block_supports_is_the_block_classes_option():
+    # every ImageNet net takes stride_in_1x1; only bottleneck blocks have a 1x1 conv to move it to
+    assert [(n, get_arch(n).supports("stride_in_1x1"), get_arch(n).block_supports("stride_in_1x1"))
+            for n in ("resnet18", "plain34", "resnet50", "plain152", "cifar_resnet20",
+                      "vgg16")] == [
+        ("resnet18", True, False), ("plain34", True, False), ("resnet50", True, True),
+        ("plain152", True, True), ("cifar_resnet20", False, False), ("vgg16", False, False)]
+    assert not get_arch("resnet50").block_supports("shortcut")
 
 
 def test_unsupported_option_is_named():

@@ -141,25 +141,34 @@ def test_stage_is_the_classifiers_stage():
 
 def test_pretraining_trains_it(tmp_path, monkeypatch):
     from resdet.config import load_config
-    from resdet.pretrain.train import build_pretrain_model, run
+    from resdet.pretrain.train import build_pretrain_model, check_pretrain_config, run
     from tests.pretrain.tiny_cls_data import make_cifar_batches
 
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
     monkeypatch.setenv("RESDET_PROGRESS", "0")
     make_cifar_batches(str(tmp_path / "datasets"), per_batch=4, test=4)
+    # SHORTCUT reaches it (the spec takes "shortcut"); MODEL.RESNETS.STRIDE_IN_1X1, always set,
+    # does not (the spec does not take it: passing it would be refused).
     cfg = load_config(os.path.join(CONFIGS, "pretrain", "Base-CIFAR10.yaml"), [
-        "MODEL.RESDET.ARCH", NAME, "MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", "0",
+        "MODEL.RESDET.ARCH", NAME, "MODEL.RESDET.SHORTCUT", "A", "MODEL.DEVICE", "cpu",
+        "DATALOADER.NUM_WORKERS", "0",
         "SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100",
         "SOLVER.AMP.ENABLED", "False", "PRETRAIN.LOG_PERIOD", "1", "PRETRAIN.TEST_BATCH_SIZE",
         "4", "TEST.EVAL_PERIOD", "0", "OUTPUT_DIR", str(tmp_path / "out")])
+    assert cfg.MODEL.RESNETS.STRIDE_IN_1X1
+    check_pretrain_config(cfg)
     model = build_pretrain_model(cfg)
     assert isinstance(model.res2[0], GroupedBottleneck) and model.fc.out_features == 10
+    # option A (no projections) and 10 classes instead of the spec's 5
+    assert count_parameters(model) == EXPECTED_PARAMS - 8_448 - 33_280 + 5 * 256 + 5
     import argparse
 
     result = run(cfg, argparse.Namespace(eval_only=False, resume=False))
     assert not result["interrupted"]
     assert result["eval_results"]["cifar10_test"]["num_images"] == 4
-    assert os.path.isfile(tmp_path / "out" / "model_final.pth")
+    final = torch.load(tmp_path / "out" / "model_final.pth", weights_only=True)
+    assert (final["arch"], final["shortcut"]) == (NAME, "A")
+    assert not any("shortcut" in k for k in final["model"])
 
 
 # The 3-stage FPN: res2..res4 -> p2..p4, and p5 by max pooling p4 (LastLevelMaxPool).

@@ -8,8 +8,8 @@ import pytest
 
 from resdet.config import load_config
 from resdet.errors import UserError
-from resdet.modeling import arch_info
-from resdet.pretrain.train import check_pretrain_config
+from resdet.modeling import get_arch, resolve_arch
+from resdet.pretrain.train import build_pretrain_model, check_pretrain_config
 from tests.pretrain.tiny_cls_data import make_imagenet_folders
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "pretrain")
@@ -31,12 +31,13 @@ def test_all_leaves_present():
 def test_config_loads(path):
     cfg = load_config(path)
     check_pretrain_config(cfg)
-    info = arch_info(cfg.MODEL.RESDET.ARCH)
+    spec = get_arch(resolve_arch(cfg))
     name = os.path.basename(path)
     if name.startswith("cifar10"):
-        assert info["family"] == "cifar" and cfg.SOLVER.STEPS == (32000, 48000)
+        assert (spec.input_size, spec.num_classes) == (32, 10)
+        assert cfg.SOLVER.STEPS == (32000, 48000)
         assert cfg.SOLVER.MAX_ITER == 64000 and cfg.SOLVER.IMS_PER_BATCH == 128
-        assert (cfg.PRETRAIN.WARMUP_LR > 0) == (info["residual"] and info["depth"] >= 110)
+        assert (cfg.PRETRAIN.WARMUP_LR > 0) == (spec.residual and spec.depth >= 110)
     elif name.startswith("imagenet"):
         assert cfg.SOLVER.IMS_PER_BATCH == 256 and cfg.PRETRAIN.TRAIN_RESIZE_RANGE == [256, 480]
     if name.endswith("_A.yaml") or name.endswith("_C.yaml"):
@@ -53,6 +54,60 @@ def test_bad_choice_names_key():
     cfg.PRETRAIN.MEAN = "median"  # set in code, past the loader's check
     with pytest.raises(UserError, match="PRETRAIN.MEAN"):
         check_pretrain_config(cfg)
+
+
+@pytest.mark.parametrize("value, norm_layers", [
+    ("BN", {"BatchNorm2d"}), ("GN", {"GroupNorm"}), ("", set()), ("none", set()), ("None", set())])
+def test_pretrain_norm_is_a_choice_and_none_builds_no_norm(value, norm_layers):
+    cfg = load_config(os.path.join(CONFIG_DIR, "quickstart.yaml"), ["PRETRAIN.NORM", value])
+    check_pretrain_config(cfg)
+    model = build_pretrain_model(cfg)
+    assert {type(m).__name__ for m in model.modules() if "Norm" in type(m).__name__} \
+        == norm_layers
+
+
+def test_pretrain_norm_outside_its_list_names_the_key():
+    path = os.path.join(CONFIG_DIR, "quickstart.yaml")
+    with pytest.raises(UserError) as err:
+        load_config(path, ["PRETRAIN.NORM", "LN"])
+    assert str(err.value) == ("Config key 'PRETRAIN.NORM' in the command line must be one of "
+                              "'BN', 'FrozenBN', 'GN', 'SyncBN', '', 'none', 'None', got 'LN'.")
+    cfg = load_config(path)
+    cfg.defrost()
+    cfg.PRETRAIN.NORM = "NONE"  # set in code, past the loader's check
+    with pytest.raises(UserError) as err:
+        check_pretrain_config(cfg)
+    assert str(err.value) == ("PRETRAIN.NORM is 'NONE'; use one of 'BN', 'FrozenBN', 'GN', "
+                              "'SyncBN', '', 'none', 'None'.")
+
+
+def test_network_options_follow_the_spec():
+    path = os.path.join(CONFIG_DIR, "quickstart.yaml")
+    # ARCH "" follows DEPTH (one fact, one key); stride_in_1x1 reaches the nets that take it
+    cfg = load_config(path, ["MODEL.RESDET.ARCH", "", "MODEL.RESNETS.DEPTH", "50",
+                             "MODEL.RESNETS.STRIDE_IN_1X1", "False"])
+    check_pretrain_config(cfg)
+    model = build_pretrain_model(cfg)
+    assert model.res3[0].conv1.stride == (1, 1) and model.res3[0].conv2.stride == (2, 2)
+    assert model.fc.out_features == 10
+    # the CIFAR nets do not take it: the Detectron2 key (always set) is not passed to them
+    cfg = load_config(path, ["MODEL.RESNETS.STRIDE_IN_1X1", "False"])
+    assert type(build_pretrain_model(cfg).res3[0]).__name__ == "BasicBlock"
+    with pytest.raises(UserError) as err:
+        check_pretrain_config(load_config(path, ["MODEL.RESDET.ARCH", "resnet18",
+                                                 "MODEL.RESNETS.DEPTH", "34"]))
+    assert str(err.value).startswith("MODEL.RESDET.ARCH = 'resnet18' has 18 layers but "
+                                     "MODEL.RESNETS.DEPTH = 34; ")
+
+
+def test_shortcut_for_a_net_without_shortcuts_names_the_key():
+    """It used to be dropped without a word for VGG-16."""
+    cfg = load_config(os.path.join(CONFIG_DIR, "imagenet_vgg16.yaml"),
+                      ["MODEL.RESDET.SHORTCUT", "B"])
+    with pytest.raises(UserError) as err:
+        check_pretrain_config(cfg)
+    assert str(err.value) == ("MODEL.RESDET.SHORTCUT is 'B' but vgg16 takes no shortcut option "
+                              "(it takes norm, freeze_at); set MODEL.RESDET.SHORTCUT ''.")
 
 
 def test_plot_curves_and_degradation(tmp_path, monkeypatch):
