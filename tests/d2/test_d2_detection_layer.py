@@ -23,7 +23,7 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 from resdet.config import add_resdet_config, load_config  # noqa: E402
 from resdet.d2.train import ResdetTrainer, check_config  # noqa: E402
 from resdet.data import catalog  # noqa: E402
-from resdet.data.tiny_datasets import make_tiny_voc, voc_xml  # noqa: E402
+from tests.tiny_datasets import make_tiny_voc, voc_xml  # noqa: E402
 from resdet.errors import UserError  # noqa: E402
 from resdet.evaluation import COCOEvaluator, PascalVOCEvaluator  # noqa: E402
 
