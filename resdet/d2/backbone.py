@@ -9,6 +9,8 @@ Detectron2's own ResNet and in resdet's, and checkpoints move between the two un
 
 from __future__ import annotations
 
+import math
+
 from typing import Dict
 
 import torch
@@ -121,12 +123,17 @@ def build_resdet_resnet_fpn_backbone(cfg, input_shape: D2ShapeSpec) -> FPN:
     The bottom-up keys are ``backbone.bottom_up.res2...``, the same as Detectron2's R-FPN models.
     """
     bottom_up = build_resdet_resnet_backbone(cfg, input_shape)
+    top_block = LastLevelMaxPool()
+    # The extra level pools the deepest FPN output: p5 for res2..res5, p4 for a net whose last
+    # stage is res4 (FPN names a level p<log2(stride)>).
+    deepest = bottom_up.output_shape()[cfg.MODEL.FPN.IN_FEATURES[-1]].stride
+    top_block.in_feature = f"p{int(math.log2(deepest))}"
     return FPN(
         bottom_up=bottom_up,
         in_features=cfg.MODEL.FPN.IN_FEATURES,
         out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
         norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
+        top_block=top_block,
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
     )
 

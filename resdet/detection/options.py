@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from resdet.config import get_cfg, lookup
 from resdet.errors import UserError
-from resdet.modeling import arch_info
+from resdet.modeling import get_arch, list_architectures, resolve_arch
 
 RESDET_C4 = "build_resdet_resnet_backbone"
 RESDET_FPN = "build_resdet_resnet_fpn_backbone"
@@ -68,12 +68,13 @@ class ResNetOptions:
 
     arch: str
     shortcut: Optional[str]
-    stride_in_1x1: bool
+    stride_in_1x1: Optional[bool]
     norm: Optional[str]
 
     def kwargs(self) -> Dict[str, Any]:
-        """``shortcut``, ``stride_in_1x1`` and ``norm`` as keyword arguments."""
-        return dict(shortcut=self.shortcut, stride_in_1x1=self.stride_in_1x1, norm=self.norm)
+        """``shortcut``, ``stride_in_1x1`` and ``norm`` as keyword arguments (those set)."""
+        out = dict(shortcut=self.shortcut, stride_in_1x1=self.stride_in_1x1, norm=self.norm)
+        return {k: v for k, v in out.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -136,28 +137,31 @@ def check_resdet_keys_read(cfg) -> None:
 
 
 def _resnet_options(cfg, arch: str, shortcut: Optional[str]) -> ResNetOptions:
-    info = arch_info(arch)
-    if info["family"] != "resnet":
+    """The options of a backbone made of residual (or plain) stages, asked of its spec."""
+    if arch not in list_architectures():
+        raise UserError(f"MODEL.RESDET.ARCH = {arch!r} is not a network; valid names are: "
+                        f"{', '.join(list_architectures())}.")
+    spec = get_arch(arch)
+    if spec.block is None or "res2" not in spec.stage_names:
         raise UserError(
             f"MODEL.RESDET.ARCH = {arch!r} cannot be a detection backbone with "
-            f"MODEL.BACKBONE.NAME = {cfg.MODEL.BACKBONE.NAME!r}; use resnet18..resnet152 or "
-            f"plain18..plain152 (or {RESDET_VGG} with vgg16)."
+            f"MODEL.BACKBONE.NAME = {cfg.MODEL.BACKBONE.NAME!r}: it has no residual stages "
+            f"res2...; use resnet18..resnet152 or plain18..plain152 (or {RESDET_VGG} with vgg16)."
         )
-    depth = cfg.MODEL.RESNETS.DEPTH
-    if depth != info["depth"]:
-        raise UserError(
-            f"MODEL.RESNETS.DEPTH = {depth} disagrees with MODEL.RESDET.ARCH = {arch!r}; set "
-            f"MODEL.RESNETS.DEPTH to {info['depth']} (or change MODEL.RESDET.ARCH)."
-        )
+    if arch == cfg.MODEL.RESDET.ARCH:  # resdet's builders: ARCH and DEPTH say one fact
+        resolve_arch(cfg)
     # Detectron2 asserts RES2_OUT_CHANNELS = 64 for R18/R34; resdet's stages are fixed by Table 1.
-    res2 = 256 if info["block"] == "bottleneck" else 64
-    if cfg.MODEL.RESNETS.RES2_OUT_CHANNELS != res2:
+    res2 = spec.stage_channels[0]
+    if cfg.MODEL.RESNETS.RES2_OUT_CHANNELS != res2 and spec.depth in (18, 34, 50, 101, 152):
         raise UserError(
             f"MODEL.RESNETS.RES2_OUT_CHANNELS = {cfg.MODEL.RESNETS.RES2_OUT_CHANNELS} does not fit "
             f"{arch}; set it to {res2}."
         )
+    # MODEL.RESNETS.STRIDE_IN_1X1 always has a value (a Detectron2 key): it goes to the nets that
+    # take it, and is not an error for the others.
     return ResNetOptions(arch=arch, shortcut=shortcut or None,
-                         stride_in_1x1=bool(cfg.MODEL.RESNETS.STRIDE_IN_1X1),
+                         stride_in_1x1=(bool(cfg.MODEL.RESNETS.STRIDE_IN_1X1)
+                                        if spec.supports("stride_in_1x1") else None),
                          norm=cfg.MODEL.RESNETS.NORM or None)
 
 
@@ -202,7 +206,7 @@ def network_options(cfg, *, heads: bool = True) -> NetworkOptions:
     freeze_at = int(cfg.MODEL.BACKBONE.FREEZE_AT)
     if layout == "VGG16":
         arch = cfg.MODEL.RESDET.ARCH
-        if arch_info(arch)["family"] != "vgg":
+        if arch not in list_architectures() or "conv5_3" not in get_arch(arch).stage_names:
             raise UserError(f"MODEL.BACKBONE.NAME = {name!r} needs MODEL.RESDET.ARCH = 'vgg16', "
                             f"not {arch!r}; set MODEL.RESDET.ARCH to vgg16.")
         if cfg.MODEL.RESNETS.NORM != get_cfg().MODEL.RESNETS.NORM:

@@ -17,7 +17,7 @@ from torchvision.models.detection.rpn import RPNHead
 from resdet.config import check_keys_honoured, lookup
 from resdet.detection.options import check_resdet_can_build, network_options
 from resdet.errors import UserError
-from resdet.modeling import arch_info, build_backbone, build_stage
+from resdet.modeling import build_backbone, build_stage, get_arch
 from resdet.tvdet.model import (
     BoxPredictor,
     FPNBackbone,
@@ -155,7 +155,7 @@ def _build_backbone_and_head(cfg):
         backbone = SingleMapBackbone(body, "res4")
         pooler = RoIPooler(["res4"], [16], **pooler_args)
         res5 = build_stage(options.res5.arch, "res5", **options.res5.kwargs())
-        channels = 2048 if arch_info(options.res5.arch)["block"] == "bottleneck" else 512
+        channels = get_arch(options.res5.arch).stage_channels[-1]  # res5's output channels
         return backbone, pooler, Res5BoxHead(res5, channels)
 
     if box.NUM_FC != 2 or box.NUM_CONV != 0:

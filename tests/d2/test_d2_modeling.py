@@ -75,8 +75,12 @@ def test_c4_fpn_vgg_backbone_shapes():
 def test_depth_must_agree_with_arch():
     cfg = _cfg(MODEL__BACKBONE__NAME="build_resdet_resnet_backbone",
                MODEL__RESDET__ARCH="resnet101")
-    with pytest.raises(UserError, match=r"MODEL\.RESNETS\.DEPTH = 50.*MODEL\.RESDET\.ARCH"):
+    cfg.MODEL.RESNETS.DEPTH = 152  # one fact, two keys (resolve_arch): a disagreement names both
+    with pytest.raises(UserError,
+                       match=r"MODEL\.RESDET\.ARCH = 'resnet101'.*MODEL\.RESNETS\.DEPTH = 152"):
         build_backbone(cfg)
+    cfg.MODEL.RESNETS.DEPTH = 50  # Detectron2's default: follows ARCH
+    assert len(build_backbone(cfg).res4) == 23
     cfg.MODEL.RESNETS.DEPTH = 101
     assert len(build_backbone(cfg).res4) == 23
 

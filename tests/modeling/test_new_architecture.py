@@ -2,9 +2,8 @@
 
 The network is a 3-stage bottleneck net with its own block class (a grouped 3x3, as ResNeXt) and
 its own option (``groups``), registered with its own family builder. Nothing in ``resdet/`` knows
-it: classification and backbones must work from the spec alone. The detection engines still
-switch on the family name (resdet/tvdet/build.py, resdet/d2/backbone.py); those halves are
-strict xfails that turn into failures (remove the mark) once the adapters ask the spec.
+it: classification, backbones, pretraining and the FPN detector on both engines work from the
+spec alone (the Detectron2 half where Detectron2 imports).
 """
 
 import os
@@ -183,11 +182,6 @@ FPN_OPTS = ["MODEL.RESDET.ARCH", NAME, "MODEL.RESNETS.DEPTH", "14",
 FPN_SHAPES = {"p2": (256, 4), "p3": (256, 8), "p4": (256, 16), "p5": (256, 32)}
 
 
-@pytest.mark.xfail(strict=True, raises=UserError,
-                   reason="blocked by resdet/tvdet/build.py: _build_backbone_and_head refuses "
-                          "any family but 'resnet', and _resnet_options passes stride_in_1x1 "
-                          "to every net; with both asking the spec (get_arch(..).supports) "
-                          "this passes (checked by patching both): then remove this mark")
 def test_torchvision_engine_builds_it_as_fpn_backbone():
     from resdet.config import load_config
     from resdet.tvdet.build import build_model
@@ -204,12 +198,6 @@ def test_torchvision_engine_builds_it_as_fpn_backbone():
         k: (1, c, 64 // s, 64 // s) for k, (c, s) in FPN_SHAPES.items()}
 
 
-@pytest.mark.xfail(strict=True, raises=UserError,
-                   reason="blocked by resdet/d2/backbone.py: _resnet_options refuses any "
-                          "family but 'resnet' and passes stride_in_1x1 to every net, and "
-                          "build_resdet_resnet_fpn_backbone's LastLevelMaxPool() reads 'p5', "
-                          "which a 3-level FPN lacks (in_feature should be the last level); "
-                          "then remove this mark")
 def test_detectron2_engine_builds_it_as_fpn_backbone():
     pytest.importorskip("detectron2")
     from detectron2.config import get_cfg as d2_get_cfg

@@ -42,8 +42,10 @@ def test_unsupported_key_is_an_error_naming_it(key, value):
 def test_bad_values_of_read_keys_are_errors():
     with pytest.raises(UserError, match="POOLER_TYPE"):
         build_model(load_config(QUICK, ["MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIMax"]))
-    with pytest.raises(UserError, match="MODEL.RESNETS.DEPTH"):
-        build_model(load_config(QUICK, ["MODEL.RESNETS.DEPTH", "50"]))
+    # ARCH and DEPTH carry one fact (resolve_arch): DEPTH at Detectron2's default 50 follows
+    # ARCH; a DEPTH set to another network's depth is an error naming both keys
+    with pytest.raises(UserError, match="MODEL.RESNETS.DEPTH = 101"):
+        build_model(load_config(QUICK, ["MODEL.RESNETS.DEPTH", "101"]))
     with pytest.raises(UserError, match="NUM_FC"):
         build_model(load_config(QUICK, ["MODEL.ROI_BOX_HEAD.NUM_FC", "1"]))
 
