@@ -24,9 +24,8 @@ from detectron2.data.common import DatasetFromList, ToIterableDataset
 from detectron2.structures import Boxes, Instances
 
 from resdet.data import catalog
-from resdet.data.annotations import filter_empty_annotations
+from resdet.detection.mapper import training_dicts as _training_dicts
 from resdet.detection.mapper import DetectionMapper, MappedImage
-from resdet.errors import UserError
 
 __all__ = [
     "SkippingDatasetMapper",
@@ -48,19 +47,8 @@ def dataset_dicts(name: str, *, strict: bool = False) -> List[dict]:
 
 
 def training_dicts(cfg) -> List[dict]:
-    """Records of all ``DATASETS.TRAIN``, strict unless ``DATALOADER.SKIP_BAD_SAMPLES``, with
-    images without boxes removed per ``DATALOADER.FILTER_EMPTY_ANNOTATIONS``."""
-    if not cfg.DATASETS.TRAIN:
-        raise UserError("DATASETS.TRAIN is empty; name at least one training dataset.")
-    strict = not cfg.DATALOADER.SKIP_BAD_SAMPLES
-    dicts: List[dict] = []
-    for name in cfg.DATASETS.TRAIN:
-        dicts.extend(dataset_dicts(name, strict=strict))
-    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
-        dicts = filter_empty_annotations(dicts, "+".join(cfg.DATASETS.TRAIN))
-    if not dicts:
-        raise UserError(f"DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)} has no usable images.")
-    return dicts
+    """Records of all ``DATASETS.TRAIN`` (:func:`resdet.detection.mapper.training_dicts`)."""
+    return _training_dicts(cfg, dataset_dicts)
 
 
 class SkippingDatasetMapper:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -192,3 +192,30 @@ class DetectionMapper:
         boxes, classes = clip_and_filter(boxes.astype(np.float32).reshape(-1, 4), classes,
                                          new_w, new_h)
         return MappedImage(record, np.ascontiguousarray(img), boxes, classes, flipped)
+
+
+def training_dicts(cfg, dataset_dicts: Callable[..., List[dict]]) -> List[dict]:
+    """Records of all ``DATASETS.TRAIN``, strict unless ``DATALOADER.SKIP_BAD_SAMPLES``, with
+    images without boxes removed per ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` (both engines).
+
+    Args:
+        cfg: a detection config.
+        dataset_dicts: ``(name, strict=...) -> records``: the engine's lookup (resdet's catalog;
+            on Detectron2, also names registered in Detectron2's own catalog).
+
+    Raises:
+        UserError: DATASETS.TRAIN is empty, or it holds no usable image.
+    """
+    from resdet.data.annotations import filter_empty_annotations
+
+    if not cfg.DATASETS.TRAIN:
+        raise UserError("DATASETS.TRAIN is empty; name at least one training dataset.")
+    strict = not cfg.DATALOADER.SKIP_BAD_SAMPLES
+    dicts: List[dict] = []
+    for name in cfg.DATASETS.TRAIN:
+        dicts.extend(dataset_dicts(name, strict=strict))
+    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+        dicts = filter_empty_annotations(dicts, "+".join(cfg.DATASETS.TRAIN))
+    if not dicts:
+        raise UserError(f"DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)} has no usable images.")
+    return dicts

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from resdet.data import filter_empty_annotations, get_dataset_dicts
+from resdet.data import get_dataset_dicts
 from resdet.data.annotations import record_boxes
 from resdet.data.records import compact_records
+from resdet.detection.mapper import training_dicts as _training_dicts
 from resdet.detection.mapper import FLIPS, DetectionMapper, MappedImage
 from resdet.engine import InferenceSampler, InfiniteSampler, comm, per_process_batch
 from resdet.errors import UserError
@@ -133,19 +134,8 @@ def dataset_dicts(name: str, *, strict: bool = False) -> List[dict]:
 
 
 def training_dicts(cfg) -> List[dict]:
-    """Records of all ``DATASETS.TRAIN`` (images without boxes removed per
-    ``DATALOADER.FILTER_EMPTY_ANNOTATIONS``)."""
-    if not cfg.DATASETS.TRAIN:
-        raise UserError("DATASETS.TRAIN is empty; name at least one training dataset.")
-    strict = not cfg.DATALOADER.SKIP_BAD_SAMPLES
-    dicts: List[dict] = []
-    for name in cfg.DATASETS.TRAIN:
-        dicts.extend(dataset_dicts(name, strict=strict))
-    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
-        dicts = filter_empty_annotations(dicts, "+".join(cfg.DATASETS.TRAIN))
-    if not dicts:
-        raise UserError(f"DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)} has no usable images.")
-    return dicts
+    """Records of all ``DATASETS.TRAIN`` (:func:`resdet.detection.mapper.training_dicts`)."""
+    return _training_dicts(cfg, dataset_dicts)
 
 
 def training_samples_once(cfg, dicts: Optional[List[dict]] = None) -> Iterator[MappedImage]:

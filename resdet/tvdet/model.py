@@ -25,6 +25,8 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import roi_align, roi_pool
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
+from resdet.detection.mapper import shortest_edge_size  # noqa: F401  (also re-exported)
+
 # Detectron2's loss names, so metrics.json reads the same on both engines.
 LOSS_NAMES = {
     "loss_objectness": "loss_rpn_cls",
@@ -32,17 +34,6 @@ LOSS_NAMES = {
     "loss_classifier": "loss_cls",
     "loss_box_reg": "loss_box_reg",
 }
-
-
-def shortest_edge_size(height: int, width: int, size: int, max_size: int) -> Tuple[int, int]:
-    """Output ``(h, w)`` of Detectron2's ``ResizeShortestEdge``: short side ``size``, long side at
-    most ``max_size`` (0 = no limit), rounded half up."""
-    scale = size / min(height, width)
-    new_h, new_w = height * scale, width * scale
-    if max_size and max(new_h, new_w) > max_size:
-        scale = max_size / max(new_h, new_w)
-        new_h, new_w = new_h * scale, new_w * scale
-    return int(new_h + 0.5), int(new_w + 0.5)
 
 
 class ResdetRCNNTransform(GeneralizedRCNNTransform):
