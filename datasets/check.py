@@ -33,8 +33,7 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=None,
                    help="a config whose DATASETS.CUSTOM names become checkable; without a name, "
                    "every dataset of its DATASETS.TRAIN and DATASETS.TEST is checked")
-    p.add_argument("opts", nargs=argparse.REMAINDER, default=[],
-                   help="KEY VALUE overrides for --config")
+    p.add_argument("opts", nargs="*", default=[], help="KEY VALUE overrides for --config")
     p.add_argument("--quick", action="store_true", help="read image headers only")
     p.add_argument("--annotations-only", action="store_true",
                    help="check annotations or labels only; open no image (fast)")
@@ -42,7 +41,9 @@ def main(argv=None) -> int:
                    help="processes opening images (default: one per CPU)")
     p.add_argument("--notes", action="store_true", help="list images without boxes")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
+    if args.config and args.name and len(args.opts) % 2:  # no name: KEY VALUE overrides only
+        args.opts, args.name = [args.name, *args.opts], None
     names = [args.name] if args.name else []
     if args.config:
         from resdet.config import load_config

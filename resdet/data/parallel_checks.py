@@ -67,7 +67,9 @@ def image_problems(records: Iterable[dict], *, decode: bool = True, workers: int
                 yield from _check_chunk(chunk)
                 bar.update(len(chunk[0]))
             return
-        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        # spawn, not fork: a process that has started threads (torch's, a training run's loader)
+        # can deadlock in a forked child that inherits a held lock (seen in the test suite).
+        ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(min(workers, -(-len(items) // CHUNK)), initializer=_init_worker) as pool:
             for results in pool.imap(_check_chunk, _chunks(items, decode)):
                 yield from results
