@@ -236,10 +236,10 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
         load_initial_weights()
         ensure_normalizer()
         results = task.evaluate(model)
-        from resdet.engine.events import write_eval_results
+        from resdet.engine.events import rounded, write_eval_results
 
         write_eval_results(cfg.OUTPUT_DIR, results)
-        logger.info("Evaluation results: %s", results)
+        logger.info("Evaluation results: %s", rounded(results))
         return {"eval_results": results, "interrupted": False, "checkpoint": None}
 
     batch = per_process_batch(cfg.SOLVER.IMS_PER_BATCH)
