@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import logging
 import os
 import warnings
@@ -76,8 +77,21 @@ def _onnx(exp: Exportable, path: str) -> Tuple[Tensor, ...]:
     return tuple(torch.from_numpy(a) for a in session.run(None, feeds))
 
 
+@contextlib.contextmanager
+def _torch_logs_quiet():
+    # Where torch.export fails, torch prints the whole traced graph; the reason is reported instead.
+    torch_logger = logging.getLogger("torch")
+    level = torch_logger.level
+    torch_logger.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        torch_logger.setLevel(level)
+
+
 def _torch_export(exp: Exportable, path: str) -> Tuple[Tensor, ...]:
-    with torch.no_grad():
+    with torch.no_grad(), _torch_logs_quiet():
         program = torch.export.export(exp.module, exp.sample)
     torch.export.save(program, path)
     loaded = torch.export.load(path).module()
