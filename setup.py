@@ -27,5 +27,11 @@ setup(
         "pyyaml",
         "scipy",  # the ImageNet devkit's meta.mat (flat val layout), as torchvision reads it
     ],
-    extras_require={"dev": ["pytest>=7", "pytest-timeout", "ruff>=0.5"]},
+    extras_require={
+        "dev": ["pytest>=7", "pytest-timeout", "ruff>=0.5"],
+        # Event files of the resdet engine (pretraining, the torchvision engine) for TensorBoard.
+        "tensorboard": ["tensorboard>=2.10"],
+        # tools/export_model.py's ONNX format and its check against the eager model.
+        "export": ["onnx>=1.14", "onnxruntime>=1.16"],
+    },
 )

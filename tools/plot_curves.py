@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Plot training (thin) and validation (bold) error of pretraining runs, like the paper's Figs 4/6.
+r"""Plot training (thin) and validation (bold) error of pretraining runs, like the paper's Figs 4/6.
 
     python tools/plot_curves.py output/pretrain/cifar10_plain20 output/pretrain/cifar10_resnet20 \
         --out curves.png
@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, metavar="FILE.png", help="image to write")
     parser.add_argument("--labels", nargs="*", help="legend names, one per RUN_DIR")
     parser.add_argument("--dataset", default=None, help="evaluation set (default: first found)")
-    parser.add_argument("--title", default="")
+    parser.add_argument("--title", default="", help="chart title (default: none)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args()
     if args.labels and len(args.labels) != len(args.run_dirs):

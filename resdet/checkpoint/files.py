@@ -68,6 +68,11 @@ def torchvision_weights_url(spec: str) -> str:
                         + ", ".join(w.name for w in enum)) from None
 
 
+def _download_failed(url: str, spec: str, reason: str) -> str:
+    return (f"downloading {url} failed ({reason}); download the file manually and pass the local "
+            f"file as MODEL.WEIGHTS (or the tool's weights option) instead of {spec!r}")
+
+
 def _download(url: str, spec: str) -> str:
     filename = os.path.basename(urlparse(url).path)
     dst = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
@@ -85,12 +90,10 @@ def _download(url: str, spec: str) -> str:
         if "hash" in reason:
             raise UserError(f"refusing the download of {url}: its hash does not match the "
                             f"published one ({reason}); download it again") from None
-        raise UserError(f"downloading {url} failed ({reason}); download the file manually and "
-                        f"pass its path instead of {spec!r}") from None
+        raise UserError(_download_failed(url, spec, reason)) from None
     except Exception as e:  # noqa: BLE001 - URLError, timeouts, DNS: all mean "no network"
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"downloading {url} failed ({reason}); download the file manually "
-                        f"and pass its path instead of {spec!r}") from None
+        raise UserError(_download_failed(url, spec, reason)) from None
     return dst
 
 

@@ -28,6 +28,7 @@ _C.MODEL = CN()
 _C.MODEL.LOAD_PROPOSALS = False
 _C.MODEL.MASK_ON = False
 _C.MODEL.KEYPOINT_ON = False
+# "cuda" (Detectron2's default): this process's GPU when one is visible, else the CPU, quietly.
 _C.MODEL.DEVICE = "cuda"
 _C.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
 # A checkpoint file (resdet .pth, torchvision .pth, Detectron2/MSRA .pkl) loaded into the model.

@@ -10,6 +10,7 @@ path of ``imagenet_{train,val}``.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -24,6 +25,7 @@ IMAGE_SIZE = 64
 SPLIT_SIZES = {"train": 260, "val": 40}
 _SEED = 20151210  # the paper's arXiv date
 _DONE = "COMPLETE"
+logger = logging.getLogger(__name__)
 
 
 def _draw(shape: str, rng: np.random.Generator, size: int, hue: float) -> np.ndarray:
@@ -87,6 +89,9 @@ def generate_synthetic_imagenet(root: str) -> str:
     if os.path.isfile(os.path.join(final, _DONE)):
         return final
     os.makedirs(root, exist_ok=True)
+    logger.info("Generating the synthetic_imagenet dataset (%d classes, %s images per class) "
+                "into %s (once; set $DETECTRON2_DATASETS to put it elsewhere).", len(SHAPES),
+                "/".join(f"{n} {split}" for split, n in SPLIT_SIZES.items()), final)
     tmp = os.path.join(root, f".{SYNTHETIC_DIR}.tmp.{uuid.uuid4().hex[:8]}")
     for split_id, (split, per_class) in enumerate(SPLIT_SIZES.items()):
         for k, shape in enumerate(SHAPES):

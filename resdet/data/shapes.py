@@ -15,6 +15,7 @@ seconds; objects are large and do not overlap, so a Faster R-CNN learns it withi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -30,6 +31,7 @@ _COLOURS = ((40, 40, 220), (40, 200, 40), (220, 90, 30))
 NUM_TRAIN = 600
 NUM_VAL = 100
 _SPLIT_SEED = {"train": 0, "val": 1}
+logger = logging.getLogger(__name__)
 
 
 def shapes_paths(root: str, split: str) -> Tuple[str, str]:
@@ -146,6 +148,8 @@ def ensure_shapes(root: str, num_train: int = NUM_TRAIN, num_val: int = NUM_VAL,
     except OSError as e:
         raise UserError(f"Cannot create {tmp} to generate the shapes dataset ({e.strerror}); "
                         "set $DETECTRON2_DATASETS to a writable folder.") from None
+    logger.info("Generating the synthetic shapes dataset (%d train, %d val images) into %s "
+                "(once; set $DETECTRON2_DATASETS to put it elsewhere).", num_train, num_val, target)
     try:
         for split, n in (("train", num_train), ("val", num_val)):
             coco = generate_shapes_split(tmp, split, n, seed)

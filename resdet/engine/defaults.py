@@ -19,14 +19,40 @@ logger = logging.getLogger("resdet.engine")
 
 
 def select_device(cfg: Any) -> torch.device:
-    """The device of this process: its GPU when CUDA is usable and MODEL.DEVICE asks for it."""
+    """The device of this process.
+
+    MODEL.DEVICE ``"cuda"`` (the default, as in Detectron2) means this process's GPU when one is
+    visible and the CPU otherwise, quietly; a specific GPU (``"cuda:1"``) that is not there is
+    warned about before falling back to the CPU.
+    """
     want = str(cfg.MODEL.DEVICE)
     if want.startswith("cuda"):
         if torch.cuda.is_available():
             return torch.device("cuda", comm.get_local_rank())
-        logger.warning("MODEL.DEVICE is %r but no CUDA GPU is visible; running on the CPU "
-                       "(set MODEL.DEVICE cpu to silence this).", want)
+        if want != "cuda":
+            logger.warning("MODEL.DEVICE is %r but no CUDA GPU is visible; running on the CPU.",
+                           want)
     return torch.device("cpu")
+
+
+def check_output_dir(path: str) -> None:
+    """Refuse an OUTPUT_DIR that cannot be written, without creating anything.
+
+    Raises:
+        UserError: ``path`` (or the nearest existing path above it) is a file or is not
+            writable.
+    """
+    path = os.path.abspath(path)
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"OUTPUT_DIR {path} cannot be created: {existing} is a file; set "
+                        "OUTPUT_DIR to a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path else f" ({existing} is not writable)"
+        raise UserError(f"OUTPUT_DIR {path} cannot be written{where}; set OUTPUT_DIR to a "
+                        "writable folder.")
 
 
 def default_setup(cfg: Any, args: Any = None) -> int:

@@ -1,4 +1,5 @@
-"""Run-directory outputs shared by every resdet engine: log.txt, metrics.json, eval_results.json."""
+"""Run-directory outputs shared by every resdet engine: log.txt, metrics.json, eval_results.json,
+and TensorBoard event files (when ``tensorboard`` is installed)."""
 
 from __future__ import annotations
 
@@ -89,6 +90,78 @@ class MetricsWriter:
         with open(self.path, "a") as f:
             f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
             f.flush()
+
+
+def flatten_results(results: Dict[str, Any], prefix: str = "") -> Dict[str, float]:
+    """``{"shapes_val": {"bbox": {"AP": 90.1}}}`` -> ``{"shapes_val/bbox/AP": 90.1}`` (numbers
+    only), the tag names Detectron2's ``flatten_results_dict`` gives."""
+    flat: Dict[str, float] = {}
+    for k, v in results.items():
+        if isinstance(v, dict):
+            flat.update(flatten_results(v, f"{prefix}{k}/"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            flat[f"{prefix}{k}"] = float(v)
+    return flat
+
+
+def rounded(results: Any, digits: int = 2) -> Any:
+    """``results`` with every float rounded to ``digits`` decimals, for log lines (percentages
+    such as 4.749999999999998 print as 4.75); the files keep full precision."""
+    if isinstance(results, dict):
+        return {k: rounded(v, digits) for k, v in results.items()}
+    if isinstance(results, float) and math.isfinite(results):
+        return round(results, digits)
+    return results
+
+
+class TensorboardWriter:
+    """Scalars to TensorBoard event files in ``output_dir`` (rank 0), as Detectron2's
+    ``TensorboardXWriter`` does, through ``torch.utils.tensorboard.SummaryWriter``.
+
+    Without the ``tensorboard`` package (``pip install resdet[tensorboard]``) it writes nothing
+    and says so once. The file is opened on the first write; a resumed run passes
+    ``purge_step`` so that TensorBoard drops the steps it redoes.
+
+    Args:
+        output_dir: the run directory.
+        purge_step: the first iteration of this run (0 for a new run).
+    """
+
+    def __init__(self, output_dir: str, purge_step: int = 0):
+        self.output_dir = output_dir
+        self.purge_step = purge_step
+        self.enabled = comm.is_main_process()
+        self._writer: Any = None
+
+    def _open(self) -> Any:
+        if self._writer is None and self.enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                _logger.info("tensorboard is not installed, so no event files are written "
+                             "(pip install tensorboard to get them).")
+                self.enabled = False
+                return None
+            self._writer = SummaryWriter(self.output_dir, purge_step=self.purge_step or None)
+        return self._writer
+
+    def write(self, iteration: int, scalars: Dict[str, Any]) -> None:
+        """Add every finite number of ``scalars`` (nested dicts flattened with ``/``) at step
+        ``iteration``."""
+        if not self.enabled:
+            return
+        writer = self._open()
+        if writer is None:
+            return
+        for tag, value in flatten_results(scalars).items():
+            if math.isfinite(value):
+                writer.add_scalar(tag, value, iteration)
+        writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def _json_null_nonfinite(value: Any) -> Any:

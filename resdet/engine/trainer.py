@@ -14,8 +14,8 @@ The loop knows nothing about the task. A *task* object supplies the work:
 
 The trainer owns everything else: DDP, AMP (bf16/fp16 with a GradScaler for fp16), channels_last,
 torch.compile, the lr schedule, atomic checkpoints and ``--resume``, SIGINT/SIGTERM (save and stop
-cleanly), the non-finite-loss guard, metrics.json/log.txt, a progress bar with ETA, and periodic
-evaluation.
+cleanly), the non-finite-loss guard, metrics.json/log.txt and TensorBoard event files, a progress
+bar with ETA on a terminal (log lines are printed above it), and periodic evaluation.
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from resdet.engine import comm
 from resdet.engine.checkpointer import Checkpointer, capture_rng_state, restore_rng_state
-from resdet.engine.events import MetricsWriter, write_eval_results
+from resdet.engine.events import MetricsWriter, TensorboardWriter, rounded, write_eval_results
 from resdet.engine.lr_schedule import (
     LRSchedule,
     changed_solver_settings,
@@ -153,6 +154,7 @@ class Trainer:
         self.final_eval = final_eval
         self.checkpointer = Checkpointer(output_dir)
         self.metrics = MetricsWriter(output_dir)
+        self.tensorboard = TensorboardWriter(output_dir)
         self.start_iter = 0
         self.iter = -1
         self.skipped_nonfinite = 0
@@ -200,6 +202,7 @@ class Trainer:
         # The schedule kept the config's base lrs, steps, gamma and max_iter: say which differ.
         log_changed_solver_settings(changed_solver_settings(ckpt.get("cfg"), self.cfg_yaml),
                                     self.start_iter)
+        self.tensorboard.purge_step = self.start_iter  # TensorBoard drops the redone steps
         logger.info("Resumed from %s: continuing at iteration %d of %d.", path, self.start_iter,
                     self.max_iter)
         return True
@@ -239,8 +242,14 @@ class Trainer:
     # -------------------------------------------------------------------- loop
     def train(self) -> TrainResult:
         """Run from ``start_iter`` to ``max_iter``; see :class:`TrainResult`."""
-        with self._signal_handlers():
-            return self._train()
+        # On a terminal, console log lines go through tqdm.write, above the bar, not onto it.
+        redirect = (logging_redirect_tqdm([logging.getLogger("resdet")]) if self._show_bar()
+                    else contextlib.nullcontext())
+        with self._signal_handlers(), redirect:
+            try:
+                return self._train()
+            finally:
+                self.tensorboard.close()
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -334,15 +343,18 @@ class Trainer:
         return TrainResult(iteration=self.max_iter - 1, checkpoint=final,
                            eval_results=eval_results, skipped_nonfinite=self.skipped_nonfinite)
 
+    def _show_bar(self) -> bool:
+        # Not in a file, where the bar's carriage returns glue onto the log lines (which carry
+        # the ETA anyway).
+        return self.progress and comm.is_main_process() and sys.stderr.isatty()
+
     def _progress_bar(self):
-        if not (self.progress and comm.is_main_process()):
+        if not self._show_bar():
             return None
         from tqdm import tqdm
 
-        tty = sys.stderr.isatty()
         return tqdm(total=self.max_iter, initial=self.start_iter, desc="train",
-                    dynamic_ncols=True, mininterval=0.5 if tty else 30.0, file=sys.stderr,
-                    unit="it")
+                    dynamic_ncols=True, mininterval=0.5, file=sys.stderr, unit="it")
 
     def _stop_agreed(self, it: int) -> bool:
         """True on every rank when any rank received SIGINT/SIGTERM."""
@@ -372,6 +384,7 @@ class Trainer:
             logger.warning("Non-finite loss (%s) at iteration %d: step skipped (%d so far, "
                            "SOLVER.SKIP_NONFINITE_LOSS).", shown, it, self.skipped_nonfinite)
             self.metrics.write({"iteration": it, "skipped_nonfinite": self.skipped_nonfinite})
+            self.tensorboard.write(it, {"skipped_nonfinite": self.skipped_nonfinite})
             return
         where = self.last_good_checkpoint or "none (no checkpoint was written yet)"
         raise UserError(
@@ -395,6 +408,7 @@ class Trainer:
         if hasattr(self.task, "log_extras"):
             rec.update(self.task.log_extras())
         self.metrics.write(rec)
+        self.tensorboard.write(it, {k: v for k, v in rec.items() if k != "iteration"})
         shown = "  ".join(f"{k}: {rec[k]:.4g}" for k in keys)
         logger.info("iter: %d  %s  lr: %.4g  time: %.3f  data_time: %.3f  eta: %s", it, shown, lr,
                     rec["time"], rec["data_time"], _fmt_eta(rec["eta_seconds"]))
@@ -416,7 +430,8 @@ class Trainer:
             for k, v in metrics.items():
                 flat[f"{ds}/{k}"] = v
         self.metrics.write(flat)
-        logger.info("Evaluation after iteration %d: %s", it, results)
+        self.tensorboard.write(it, results)
+        logger.info("Evaluation after iteration %d: %s", it, rounded(results))
         if hasattr(self.task, "schedule_error"):
             err = self.task.schedule_error(results)
             if err is not None and math.isfinite(err):

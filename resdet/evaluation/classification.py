@@ -123,7 +123,8 @@ class ClassificationEvaluator:
         correct = [sum(p[2][i] for p in parts) for i in range(len(self.ks))]
         out: Dict[str, float] = {}
         for k, c in zip(self.ks, correct):
-            out[f"top{k}_err"] = 100.0 * (1 - c / count) if count else float("nan")
+            # One rounding (integers first): 100 * (1 - c / n) printed 4.749999999999998.
+            out[f"top{k}_err"] = 100.0 * (count - c) / count if count else float("nan")
         out["num_images"] = count
         if skipped:
             out["num_skipped"] = skipped

@@ -19,7 +19,15 @@ from resdet.config.choices import CHOICES, NO_NORM
 from resdet.data import get_metadata
 from resdet.data.classification import align_labels
 from resdet.engine import comm
-from resdet.engine.defaults import build_trainer, default_setup, per_process_batch, select_device
+from resdet.engine.checkpointer import Checkpointer
+from resdet.engine.defaults import (
+    build_trainer,
+    check_output_dir,
+    default_setup,
+    per_process_batch,
+    select_device,
+)
+from resdet.engine.events import setup_logging
 from resdet.engine.launch import default_argument_parser, launch
 from resdet.errors import UserError
 from resdet.modeling import build_classifier, get_arch, resolve_arch
@@ -222,21 +230,14 @@ def _adopt_torchvision_conventions(cfg: Any, weights: Dict[str, Any], source_for
         logger.warning("%s, or the weights start from a different network.", msg)
 
 
-def run(cfg: Any, args: Any) -> Dict[str, Any]:
-    """Train (or, with ``args.eval_only``, evaluate) in this process.
+def _check_inputs(cfg: Any, args: Any):
+    """Read the datasets and fetch MODEL.WEIGHTS (a download), before anything is created.
 
     Returns:
-        ``{"eval_results": ..., "interrupted": bool, "checkpoint": path}``.
+        ``(get_train_records, test_sets, weights)``: the training records (a cached callable;
+        --eval-only reads them only to compute a normaliser the weights lack), the evaluation
+        sets, and the extra fields of MODEL.WEIGHTS (a cached callable).
     """
-    check_pretrain_config(cfg)
-    seed = default_setup(cfg, args)
-    device = select_device(cfg)
-    if device.type == "cpu" and comm.get_world_size() == 1:
-        # Leave a core per loader worker: on a small shared CPU, oversubscribed intra-op threads
-        # are several times slower than one thread.
-        # (OMP_NUM_THREADS / torch's default stays the upper bound).
-        spare = max(1, (os.cpu_count() or 1) - cfg.DATALOADER.NUM_WORKERS)
-        torch.set_num_threads(min(torch.get_num_threads(), spare))
     pre = cfg.PRETRAIN
     train_name = cfg.DATASETS.TRAIN[0]
 
@@ -247,12 +248,44 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
 
     @functools.lru_cache(maxsize=None)
     def get_train_records() -> List[dict]:
-        # --eval-only needs the training set only to compute a normaliser the weights lack.
         return load_records(train_name, val_split=pre.VAL_SPLIT, split_seed=0, part="train")
 
     if not args.eval_only:
         _check_num_classes(cfg, get_train_records(), train_name)
     classes, classes_from = _model_classes(cfg, weights() if args.eval_only else {})
+    test_sets = _test_sets(cfg, classes, classes_from)
+    resumes = args.resume and Checkpointer(cfg.OUTPUT_DIR).last_checkpoint() is not None
+    if cfg.MODEL.WEIGHTS and not resumes and comm.is_main_process():
+        from resdet.checkpoint.files import resolve_weights
+
+        resolve_weights(cfg.MODEL.WEIGHTS)  # downloads into torch.hub's cache, once
+    comm.synchronize()
+    return get_train_records, test_sets, weights
+
+
+def run(cfg: Any, args: Any) -> Dict[str, Any]:
+    """Train (or, with ``args.eval_only``, evaluate) in this process.
+
+    Returns:
+        ``{"eval_results": ..., "interrupted": bool, "checkpoint": path}``.
+    """
+    check_pretrain_config(cfg)
+    # Fail fast, leaving nothing behind: the output folder, the datasets and the weights file
+    # are checked (and weights downloaded) before OUTPUT_DIR is created or the model built.
+    setup_logging(None)  # the console until default_setup adds log.txt
+    check_output_dir(cfg.OUTPUT_DIR)
+    get_train_records, test_sets, weights = _check_inputs(cfg, args)
+    seed = default_setup(cfg, args)
+    device = select_device(cfg)
+    if device.type == "cpu" and comm.get_world_size() == 1:
+        # Leave a core per loader worker: on a small shared CPU, oversubscribed intra-op threads
+        # are several times slower than one thread.
+        # (OMP_NUM_THREADS / torch's default stays the upper bound).
+        spare = max(1, (os.cpu_count() or 1) - cfg.DATALOADER.NUM_WORKERS)
+        torch.set_num_threads(min(torch.get_num_threads(), spare))
+    pre = cfg.PRETRAIN
+    train_name = cfg.DATASETS.TRAIN[0]
+    classes, _ = _model_classes(cfg, weights() if args.eval_only else {})
     model = build_pretrain_model(cfg).to(device)
     test_sets, class_subsets = _test_sets(cfg, classes, classes_from,
                                           class_subset=getattr(args, "class_subset", False))
@@ -297,10 +330,10 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
         load_initial_weights()
         ensure_normalizer()
         results = task.evaluate(model)
-        from resdet.engine.events import write_eval_results
+        from resdet.engine.events import rounded, write_eval_results
 
         write_eval_results(cfg.OUTPUT_DIR, results)
-        logger.info("Evaluation results: %s", results)
+        logger.info("Evaluation results: %s", rounded(results))
         return {"eval_results": results, "interrupted": False, "checkpoint": None}
 
     batch = per_process_batch(cfg.SOLVER.IMS_PER_BATCH)
