@@ -226,7 +226,8 @@ def setup(args, cfg=None) -> Any:
     if cfg is None:
         cfg = load_config(args.config_file, list(args.opts or []), base_cfg=base)
     check_config(cfg, base)
-    no_gpu = str(cfg.MODEL.DEVICE).startswith("cuda") and not torch.cuda.is_available()
+    requested = cfg.MODEL.DEVICE
+    no_gpu = str(requested).startswith("cuda") and not torch.cuda.is_available()
     if no_gpu:
         cfg.defrost()
         cfg.MODEL.DEVICE = "cpu"
@@ -241,8 +242,8 @@ def setup(args, cfg=None) -> Any:
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank()).info(
         getattr(args, "engine_line", None) or "Engine: detectron2 (resdet plugin)")
     default_setup(cfg, args)
-    if no_gpu:
-        logger.warning("MODEL.DEVICE is cuda but no GPU is visible; running on the CPU.")
+    if no_gpu and str(requested) != "cuda":  # the default "cuda" means: the GPU if visible
+        logger.warning("MODEL.DEVICE is %s but no GPU is visible; running on the CPU.", requested)
     return cfg
 
 

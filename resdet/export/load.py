@@ -36,6 +36,7 @@ class ClassifierForExport(nn.Module):
         self.register_buffer("std", std.float().view(3, 1, 1).clone())
 
     def forward(self, images: Tensor) -> Tensor:
+        """``[N, 3, H, W]`` RGB in 0-255 -> logits ``[N, num_classes]``."""
         return self.model((images - self.mean) / self.std)
 
 
@@ -49,6 +50,7 @@ class DetectorForExport(nn.Module):
         self.model = model
 
     def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """``[3, H, W]`` in 0-255 -> ``(boxes [K, 4], scores [K], labels [K])``."""
         det = self.model([image])[0]
         return det["boxes"], det["scores"], det["labels"]
 

@@ -234,9 +234,10 @@ def _check_inputs(cfg: Any, args: Any):
     """Read the datasets and fetch MODEL.WEIGHTS (a download), before anything is created.
 
     Returns:
-        ``(get_train_records, test_sets, weights)``: the training records (a cached callable;
-        --eval-only reads them only to compute a normaliser the weights lack), the evaluation
-        sets, and the extra fields of MODEL.WEIGHTS (a cached callable).
+        ``(get_train_records, (test_sets, class_subsets), weights)``: the training records (a
+        cached callable; --eval-only reads them only to compute a normaliser the weights lack),
+        the evaluation sets with the outputs each is scored over (:func:`_test_sets`), and the
+        extra fields of MODEL.WEIGHTS (a cached callable).
     """
     pre = cfg.PRETRAIN
     train_name = cfg.DATASETS.TRAIN[0]
@@ -253,7 +254,8 @@ def _check_inputs(cfg: Any, args: Any):
     if not args.eval_only:
         _check_num_classes(cfg, get_train_records(), train_name)
     classes, classes_from = _model_classes(cfg, weights() if args.eval_only else {})
-    test_sets = _test_sets(cfg, classes, classes_from)
+    test_sets = _test_sets(cfg, classes, classes_from,
+                           class_subset=getattr(args, "class_subset", False))
     resumes = args.resume and Checkpointer(cfg.OUTPUT_DIR).last_checkpoint() is not None
     if cfg.MODEL.WEIGHTS and not resumes and comm.is_main_process():
         from resdet.checkpoint.files import resolve_weights
@@ -274,7 +276,7 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
     # are checked (and weights downloaded) before OUTPUT_DIR is created or the model built.
     setup_logging(None)  # the console until default_setup adds log.txt
     check_output_dir(cfg.OUTPUT_DIR)
-    get_train_records, test_sets, weights = _check_inputs(cfg, args)
+    get_train_records, (test_sets, class_subsets), weights = _check_inputs(cfg, args)
     seed = default_setup(cfg, args)
     device = select_device(cfg)
     if device.type == "cpu" and comm.get_world_size() == 1:
@@ -287,8 +289,6 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
     train_name = cfg.DATASETS.TRAIN[0]
     classes, _ = _model_classes(cfg, weights() if args.eval_only else {})
     model = build_pretrain_model(cfg).to(device)
-    test_sets, class_subsets = _test_sets(cfg, classes, classes_from,
-                                          class_subset=getattr(args, "class_subset", False))
     task = ClassificationTask(
         None, test_sets, test_mode=pre.TEST_MODE,
         crop=pre.CROP_SIZE, resize=pre.TEST_RESIZE, scales=list(pre.TEST_SCALES),
