@@ -30,7 +30,7 @@ from detectron2.layers import FrozenBatchNorm2d as D2FrozenBatchNorm2d
 from resdet.checkpoint import LoadReport, resolve_weights
 from resdet.checkpoint.atomic import atomic_torch_save, atomic_write_bytes
 from resdet.detection.input_settings import torchvision_settings_advice
-from resdet.detection.weights_file import read_detection_weights
+from resdet.detection.weights_file import RANDOM_HEADS, read_detection_weights
 from resdet.errors import UserError
 from resdet.modeling import FrozenBatchNorm2d
 
@@ -54,7 +54,7 @@ class ResdetCheckpointer(DetectionCheckpointer):
         super().__init__(model, save_dir, **checkpointables)
         self._cfg = cfg
         self._purpose = purpose
-        self._source = "MODEL.WEIGHTS"
+        self._source, self._is_detector = "MODEL.WEIGHTS", True
         self._cfg_text: Optional[str] = cfg.dump() if cfg is not None else None
 
     def load(self, path: str, *args, **kwargs):
@@ -91,7 +91,8 @@ class ResdetCheckpointer(DetectionCheckpointer):
         :mod:`resdet.detection.weights_file`): whole detectors of either engine by exact name,
         model-zoo and Caffe2 files as Detectron2 loads them, anything else by name suffix."""
         weights = read_detection_weights(filename)
-        self._source = filename
+        self._source, self._is_detector = filename, weights.is_detector
+        self._format = "" if weights.is_detector else weights.source_format
         if weights.kind == "detectron2_model_zoo":
             logger.info("Reading a file from '%s'", weights.data["__author__"])
             return weights.data
@@ -134,8 +135,11 @@ class ResdetCheckpointer(DetectionCheckpointer):
                                 "file is for MODEL.RESDET.ARCH.")
         _fill_frozen_bn_stats(self.model, checkpoint["model"])
         if self._purpose == "evaluate":  # nothing trains what the file does not fill (issue 15)
-            LoadReport.compare(self.model.state_dict(), checkpoint["model"]).check(
-                "evaluate", source=self._source, model="the detector")
+            if self._is_detector:
+                LoadReport.compare(self.model.state_dict(), checkpoint["model"]).check(
+                    "evaluate", source=self._source, model="the detector")
+            else:
+                logger.warning(RANDOM_HEADS, self._source, self._format)
         return super()._load_model(checkpoint)
 
 

@@ -43,6 +43,13 @@ from resdet.errors import UserError
 
 DETECTOR_KINDS = ("detectron2_detector", "torchvision_detector")
 
+# Evaluating backbone-only weights is allowed (a user may check a dataset or a pipeline), but the
+# numbers measure random heads, and the log says so, on both engines (issue 15).
+RANDOM_HEADS = ("%s holds %s backbone weights, not a trained detector: the RPN and box heads "
+                "are random, so these results measure nothing; pass a model_final.pth written "
+                "by tools/train_net.py (either engine) to evaluate a detector.")
+
+
 def _strip_module(sd: Dict[Any, Any]) -> Dict[Any, Any]:
     return {k[len("module."):] if isinstance(k, str) and k.startswith("module.") else k: v
             for k, v in sd.items()}

@@ -19,12 +19,12 @@ from torch import nn
 from resdet.checkpoint import LoadReport, load_weights
 from resdet.checkpoint.loader import group_names
 from resdet.detection.input_settings import torchvision_settings_advice
-from resdet.detection.weights_file import WeightsFile, read_detection_weights
-from resdet.errors import UserError
+from resdet.detection.weights_file import RANDOM_HEADS, WeightsFile, read_detection_weights
 
 logger = logging.getLogger(__name__)
 
 _HEAD_KEYS = ("fc6.", "fc7.")
+
 
 
 def is_detector_checkpoint(weights: str) -> bool:
@@ -43,8 +43,8 @@ def load_detector_weights(model: nn.Module, weights: Union[str, WeightsFile],
     (``--eval-only``, ``tools/predict.py``) weights that do not fill the whole detector are an
     error with matched/missing/mismatched counts (:meth:`resdet.checkpoint.LoadReport.check`).
     Anything else is backbone weights: they go to the backbone, the C4 res5 head (``res5.*``)
-    and the VGG-16 fc6/fc7 head, renamed from their layout by :mod:`resdet.checkpoint`; they
-    cannot be evaluated (the box heads would be random).
+    and the VGG-16 fc6/fc7 head, renamed from their layout by :mod:`resdet.checkpoint` (under
+    ``"evaluate"`` with a warning that the heads are random).
 
     Args:
         model: the detector.
@@ -57,7 +57,7 @@ def load_detector_weights(model: nn.Module, weights: Union[str, WeightsFile],
 
     Raises:
         UserError: unreadable file, no weight fits (from :func:`load_weights`), or, under
-            ``"evaluate"``, weights that do not fill the whole detector.
+            ``"evaluate"``, a detector checkpoint that does not fill the whole detector.
     """
     file = weights if isinstance(weights, WeightsFile) else read_detection_weights(weights)
     weights = file.name
@@ -75,12 +75,9 @@ def load_detector_weights(model: nn.Module, weights: Union[str, WeightsFile],
                            group_names(result.missing_keys))
         logger.info("Loaded detector weights from %s (%d tensors).", weights, len(report.matched))
         return
-    if purpose == "evaluate":
-        raise UserError(
-            f"{weights} holds {file.converted().source_format} backbone weights, not a trained "
-            "detector: its RPN and box heads would be random; pass a model_final.pth written by "
-            "tools/train_net.py (either engine), or train first.")
     converted = file.converted()
+    if purpose == "evaluate":
+        logger.warning(RANDOM_HEADS, weights, converted.source_format)
     advice = torchvision_settings_advice(cfg, converted.source_format, weights) if cfg else ""
     if advice:
         logger.warning("%s.", advice)

@@ -143,6 +143,29 @@ def test_p03_no_detections_score_the_same_on_both_engines(d2_datasets, tmp_path)
     assert d2_engine["bbox"]["AP"] == 0.0 and d2_engine["bbox"]["AP50"] == 0.0
 
 
+def _d2_coco_name(json_file: str, image_root: str) -> str:
+    from detectron2.data import DatasetCatalog
+    from detectron2.data.datasets import register_coco_instances
+
+    name = f"test_coco_{abs(hash(json_file))}"
+    if name not in DatasetCatalog.list():
+        register_coco_instances(name, {}, json_file, image_root)
+        DatasetCatalog.get(name)  # loading fills the metadata's category id mapping
+    return name
+
+
+def _d2_voc_name(dirname: str) -> str:
+    from detectron2.data import DatasetCatalog
+    from detectron2.data.datasets import register_pascal_voc
+
+    from resdet.data.voc import VOC_CLASSES
+
+    name = f"test_voc07_{abs(hash(dirname))}"
+    if name not in DatasetCatalog.list():
+        register_pascal_voc(name, dirname, "test", 2007, VOC_CLASSES)
+    return name
+
+
 def test_resdet_evaluators_equal_detectron2s_on_clean_data(d2_datasets, tmp_path):
     inputs = catalog.get_dataset_dicts("coco_2017_val")
     rng = np.random.default_rng(0)
@@ -154,8 +177,13 @@ def test_resdet_evaluators_equal_detectron2s_on_clean_data(d2_datasets, tmp_path
         cats = [a["category_id"] for a in d["annotations"]]
         outputs.append(_instances(d, boxes, cats + [cats[0]], rng.uniform(0.1, 1, len(boxes))))
     ours = _evaluate(COCOEvaluator("coco_2017_val"), inputs, outputs)["bbox"]
-    theirs = _evaluate(D2COCOEvaluator("coco_2017_val", tasks=("bbox",),
-                                       output_dir=str(tmp_path / "d2")), inputs, outputs)["bbox"]
+    # Detectron2's own coco_2017_val points where $DETECTRON2_DATASETS was when detectron2 was
+    # first imported (another test may have done that): its evaluator gets this data by a name
+    # of its own
+    meta = catalog.get_metadata("coco_2017_val")
+    name = _d2_coco_name(meta["json_file"], meta["image_root"])
+    theirs = _evaluate(D2COCOEvaluator(name, tasks=("bbox",), output_dir=str(tmp_path / "d2")),
+                       inputs, outputs)["bbox"]
     for key in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
         assert (math.isnan(ours[key]) and math.isnan(theirs[key])) or \
             ours[key] == pytest.approx(theirs[key], abs=1e-6), key
@@ -183,7 +211,7 @@ def test_resdet_voc_evaluator_equals_detectron2s_on_clean_data(tmp_path, monkeyp
                               [a["category_id"] for a in d["annotations"]],
                               rng.uniform(0.1, 1, len(d["annotations"]))) for d in voc]
         ours = _evaluate(PascalVOCEvaluator("voc_2007_test"), voc, voc_out)["bbox"]
-        theirs = _evaluate(PascalVOCDetectionEvaluator("voc_2007_test"), voc, voc_out)["bbox"]
+        theirs = _evaluate(PascalVOCDetectionEvaluator(_d2_voc_name(base)), voc, voc_out)["bbox"]
         for key in ("AP", "AP50", "AP75"):
             assert ours[key] == pytest.approx(theirs[key], abs=1e-6), key
         assert 0 < ours["AP"] < 100

@@ -80,9 +80,9 @@ def test_an_item_made_to_fail_says_why_and_sets_the_exit_status(tmp_path):
     assert item["name"] == "pretrain-fp16-loss-scaling" and item["status"] == "failed"
     log = tmp_path / "work" / "pretrain-fp16-loss-scaling.log"
     # The tool's own one-sentence error, then where to look
-    assert item["detail"].startswith("Unknown architecture 'resnet7'; valid names are: ")
+    assert item["detail"].startswith("MODEL.RESDET.ARCH = 'resnet7' is not a network; valid names ")
     assert item["detail"].endswith(f"(exit status 2; log: {log})")
-    assert log.is_file() and "error: Unknown architecture 'resnet7'" in log.read_text()
+    assert log.is_file() and "error: MODEL.RESDET.ARCH = 'resnet7' is not" in log.read_text()
     assert "FAIL pretrain-fp16-loss-scaling" in r.stdout
     assert "1 check(s) failed" in r.stdout
     assert report["failed"] == 1
