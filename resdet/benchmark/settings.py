@@ -49,6 +49,7 @@ class BenchSettings:
     parts: tuple = ("load", "records", "workers")
 
     def as_dict(self) -> dict:
+        """The settings as a plain dict (recorded in the benchmark's JSON)."""
         return asdict(self)
 
 
@@ -86,6 +87,7 @@ def check_settings(s: BenchSettings) -> BenchSettings:
 
 
 def torch_device(s: BenchSettings) -> torch.device:
+    """``cuda`` when ``--device cuda``, otherwise the CPU."""
     return torch.device("cuda" if s.device == "cuda" else "cpu")
 
 
@@ -100,6 +102,9 @@ def prepare_model(model: nn.Module, s: BenchSettings) -> nn.Module:
 
 
 def prepare_input(x: torch.Tensor, s: BenchSettings) -> torch.Tensor:
+    """Move ``x`` to the device; a 4-D ``[N, C, H, W]`` batch becomes channels_last with
+    ``--channels-last``.
+    """
     x = x.to(torch_device(s))
     if s.channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -75,16 +75,23 @@ class ResdetBackbone(Backbone):
         return self._net
 
     def train(self, mode: bool = True) -> "ResdetBackbone":
+        """Set train/eval mode on this module and on the wrapped resdet network."""
         super().train(mode)
         self._net.training = mode
         return self
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """[N, C, H, W] images -> {feature name: feature map}.
+
+        Raises:
+            ValueError: ``x`` is not 4-D.
+        """
         if x.dim() != 4:
             raise ValueError(f"ResdetBackbone takes an (N, C, H, W) tensor; got shape {x.shape}.")
         return self._net(x)
 
     def output_shape(self) -> Dict[str, D2ShapeSpec]:
+        """{feature name: ShapeSpec(channels, stride in pixels)} of the returned features."""
         return {
             name: D2ShapeSpec(
                 channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]

@@ -144,6 +144,7 @@ def benchmark(depths: Sequence[int] = (50, 101), kinds: Sequence[str] = ("C4", "
 
 
 def main(argv: Sequence[str] = None) -> List[dict]:
+    """Time Detectron2's Faster R-CNN models against resdet's; print and return the rows."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--depths", type=int, nargs="+", default=[50, 101])
     parser.add_argument("--kinds", nargs="+", default=["C4", "FPN"], choices=["C4", "FPN"])

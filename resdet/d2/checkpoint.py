@@ -58,6 +58,12 @@ class ResdetCheckpointer(DetectionCheckpointer):
         self._cfg_text: Optional[str] = cfg.dump() if cfg is not None else None
 
     def load(self, path: str, *args, **kwargs):
+        """Load ``path`` as Detectron2's checkpointer does; ``torchvision://NAME`` and URLs are
+        resolved to a local file first.
+
+        Raises:
+            UserError: ``path`` is a local file that does not exist.
+        """
         if path and path.startswith(("torchvision://", "http://", "https://")):
             path = resolve_weights(path)
         elif path and not os.path.isfile(path.split("?")[0]):
@@ -83,6 +89,7 @@ class ResdetCheckpointer(DetectionCheckpointer):
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        """Write ``last_checkpoint`` (the name of the newest checkpoint) atomically."""
         atomic_write_bytes(os.path.join(self.save_dir, "last_checkpoint"),
                            last_filename_basename.encode())
 

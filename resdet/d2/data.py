@@ -72,9 +72,13 @@ class SkippingDatasetMapper:
 
     @property
     def skipped(self) -> int:
+        """How many samples the wrapped mapper has skipped (images that cannot be used)."""
         return self.mapper.skipped
 
     def __call__(self, dataset_dict: dict) -> Optional[Dict[str, Any]]:
+        """A dataset dict -> Detectron2's input dict (``image`` uint8 [C, H, W], ``instances`` in
+        training), or None for a skipped sample.
+        """
         out = self.mapper(dataset_dict)
         if out is None:
             return None

@@ -66,13 +66,16 @@ class ResdetVGGBoxHead(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape: D2ShapeSpec) -> dict:
+        """The head's arguments from ``cfg`` (``MODEL.RESDET.VGG_FC_DIM``)."""
         return {"input_shape": input_shape, "fc_dim": cfg.MODEL.RESDET.VGG_FC_DIM}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[R, C, 7, 7] pooled RoI features -> [R, fc_dim] (fc6, fc7, ReLU, dropout)."""
         x = torch.flatten(x, 1)
         x = F.dropout(F.relu(self.fc6(x)), self.dropout, self.training)
         return F.dropout(F.relu(self.fc7(x)), self.dropout, self.training)
 
     @property
     def output_shape(self) -> D2ShapeSpec:
+        """ShapeSpec with ``channels`` = fc_dim (the width of fc7's output)."""
         return D2ShapeSpec(channels=self._fc_dim)

@@ -71,12 +71,14 @@ class SignalCheckpointHook(HookBase):
         self._old = {}
 
     def before_train(self) -> None:
+        """Install the SIGTERM/SIGINT handlers (main thread only)."""
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._old[signum] = signal.signal(signum, self._handle)
 
     def after_step(self) -> None:
+        """After a signal: save ``model_<iter>.pth``, restore the handlers and exit with code 0."""
         if self._signal is None:
             return
         it = self.trainer.iter
@@ -91,6 +93,7 @@ class SignalCheckpointHook(HookBase):
         raise SystemExit(0)  # a clean stop, as on the torchvision engine and in pretraining
 
     def after_train(self) -> None:
+        """Restore the signal handlers that were set before training."""
         self._restore()
 
 
@@ -135,6 +138,7 @@ class ResdetTrainer(DefaultTrainer):
                                        precision=getattr(torch, cfg.SOLVER.AMP.DTYPE))
 
     def build_hooks(self) -> List[HookBase]:
+        """DefaultTrainer's hooks, with resdet's checkpointer and a signal checkpoint hook first."""
         # DefaultTrainer.__init__ made a DetectionCheckpointer just before calling this; swap in
         # resdet's (same saves, more weight formats, config inside each checkpoint).
         self.checkpointer = ResdetCheckpointer(
@@ -146,6 +150,7 @@ class ResdetTrainer(DefaultTrainer):
         return hooks
 
     def build_writers(self) -> list:
+        """Console and ``metrics.json`` writers, plus TensorBoard when it is installed."""
         writers = [CommonMetricPrinter(self.max_iter),
                    JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
         try:  # TensorBoard is optional (Detectron2 always adds it)
@@ -159,11 +164,13 @@ class ResdetTrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
+        """resdet's training loader (:func:`resdet.d2.data.build_train_loader`)."""
         # resdet's records and mapper (resdet.d2.data): the torchvision engine's pixels and boxes.
         return d2_data.build_train_loader(cfg)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        """resdet's test loader for ``dataset_name`` (:func:`resdet.d2.data.build_test_loader`)."""
         return d2_data.build_test_loader(cfg, dataset_name)
 
     @classmethod
@@ -191,6 +198,9 @@ class ResdetTrainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
+        """DefaultTrainer's test; the main process also writes ``eval_results.json`` in
+        ``OUTPUT_DIR``.
+        """
         results = super().test(cfg, model, evaluators)
         if comm.is_main_process():
             path = write_eval_results(cfg.OUTPUT_DIR, eval_results(cfg.DATASETS.TEST, results))

@@ -41,6 +41,9 @@ def _require(name: str, *paths: str) -> None:
 
 
 def coco_metadata(name: str) -> Dict[str, Any]:
+    """Metadata of a builtin COCO split: class names, id map, evaluator type and its files
+    under the dataset root.
+    """
     image_dir, json_rel = COCO_SPLITS[name]
     root = dataset_root()
     return {
@@ -55,6 +58,11 @@ def coco_metadata(name: str) -> Dict[str, Any]:
 
 def load_coco(name: str, strict: bool = False,
               problems: Optional[ProblemLog] = None) -> List[dict]:
+    """Load a builtin COCO split as dataset dicts.
+
+    Raises:
+        UserError: the split's annotation file or image folder is missing.
+    """
     meta = coco_metadata(name)
     _require(name, meta["json_file"], meta["image_root"])
     dicts, _ = load_coco_json(meta["json_file"], meta["image_root"],
@@ -64,6 +72,7 @@ def load_coco(name: str, strict: bool = False,
 
 
 def voc_metadata(name: str, dirname: str, split: str, year: int) -> Dict[str, Any]:
+    """Metadata of a builtin VOC split: the 20 class names, evaluator type, folder, year, split."""
     return {
         "name": name,
         "thing_classes": list(VOC_CLASSES),
@@ -81,6 +90,11 @@ def voc_has_labels(year: int, split: str) -> bool:
 
 def load_voc(name: str, dirname: str, split: str, year: int, strict: bool = False,
              problems: Optional[ProblemLog] = None) -> List[dict]:
+    """Load a builtin VOC split as dataset dicts.
+
+    Raises:
+        UserError: the split's folder or its ``ImageSets/Main/<split>.txt`` is missing.
+    """
     meta = voc_metadata(name, dirname, split, year)
     _require(name, meta["dirname"],
              os.path.join(meta["dirname"], "ImageSets", "Main", split + ".txt"))
@@ -90,6 +104,7 @@ def load_voc(name: str, dirname: str, split: str, year: int, strict: bool = Fals
 
 
 def shapes_metadata(name: str) -> Dict[str, Any]:
+    """Metadata of a builtin synthetic-shapes split (COCO layout, evaluated as COCO)."""
     image_root, json_file = shapes_paths(dataset_root(), name.split("_", 1)[1])
     return {
         "name": name,
@@ -107,6 +122,7 @@ def _make_shapes() -> None:
 
 def load_shapes(name: str, strict: bool = False,
                 problems: Optional[ProblemLog] = None) -> List[dict]:
+    """Load a synthetic-shapes split as dataset dicts (the images are made first if needed)."""
     _make_shapes()
     meta = shapes_metadata(name)
     dicts, _ = load_coco_json(meta["json_file"], meta["image_root"],
@@ -116,6 +132,7 @@ def load_shapes(name: str, strict: bool = False,
 
 
 def register_detection_builtins() -> None:
+    """Register the builtin COCO, VOC and synthetic-shapes splits in resdet's catalog."""
     for name in COCO_SPLITS:
         register(name, lambda strict=False, problems=None, n=name: load_coco(n, strict, problems),
                  lambda n=name: coco_metadata(n))

@@ -159,6 +159,7 @@ class TensorboardWriter:
         writer.flush()
 
     def close(self) -> None:
+        """Close the TensorBoard writer, if one was opened."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None

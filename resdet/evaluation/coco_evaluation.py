@@ -324,6 +324,7 @@ class COCOEvaluator:
         return self._gt
 
     def reset(self) -> None:
+        """Forget the recorded predictions (before a new evaluation)."""
         self._predictions: List[dict] = []
         self._image_ids: List[Any] = []
 

@@ -214,6 +214,7 @@ class PascalVOCEvaluator:
         self.reset()
 
     def reset(self) -> None:
+        """Forget the recorded detections (before a new evaluation)."""
         self._predictions: Dict[int, List[str]] = defaultdict(list)  # class -> devkit lines
 
     def add_detections(self, image_id: str, boxes: np.ndarray, scores: Sequence[float],
@@ -232,6 +233,12 @@ class PascalVOCEvaluator:
             self._predictions[int(cls)].append(format_detection(image_id, float(score), box))
 
     def process(self, inputs: List[dict], outputs: List[dict]) -> None:
+        """Record one batch: ``inputs`` are dataset dicts, ``outputs`` the model's detections in
+        original image pixels (see :func:`unpack_outputs`).
+
+        Raises:
+            UserError: a non-finite score or box.
+        """
         for inp, out in zip(inputs, outputs):
             boxes, scores, labels = unpack_outputs(out)
             self.add_detections(inp["image_id"], boxes.reshape(-1, 4), scores.tolist(),

@@ -38,6 +38,7 @@ class Normalizer:
         self.std = std.float().view(3, 1, 1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., 3, H, W] image(s) -> float, mean subtracted and divided by std."""
         mean = self.mean.to(x.device)
         if mean.shape[-2:] != (1, 1) and mean.shape[-2:] != x.shape[-2:]:
             mean = torch.nn.functional.interpolate(mean[None], size=x.shape[-2:],

@@ -80,6 +80,9 @@ def _paper_relative(runs: Sequence[Run], dataset: str) -> str:
 
 
 def runs_table(runs: Sequence[Run]) -> List[str]:
+    """Markdown table lines: per run its backbone, layout, engine, iterations, final total loss
+    and median seconds per iteration.
+    """
     lines = ["| run | backbone | layout | engine | iterations | final total loss "
              "| s/iter (median) |", "|---|---|---|---|---:|---:|---:|"]
     for r in runs:

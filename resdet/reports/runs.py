@@ -44,6 +44,7 @@ class Run:
 
     @property
     def label(self) -> str:
+        """Backbone, layout (none for VGG) and the run folder's name, for legends and tables."""
         layout = "" if self.setting == "VGG" else f" {self.setting}"
         return f"{pretty_arch(self.arch)}{layout} ({os.path.basename(self.path.rstrip('/'))})"
 
@@ -59,10 +60,12 @@ class Run:
         return statistics.median(times) if times else None
 
     def last_iteration(self) -> Optional[int]:
+        """The number of iterations run (the last logged iteration + 1), or None."""
         its = [m["iteration"] for m in self.metrics if isinstance(m.get("iteration"), int)]
         return max(its) + 1 if its else None
 
     def ap(self, dataset: str, key: str) -> Optional[float]:
+        """``eval_results[dataset]['bbox'][key]`` (AP in percent) or None when absent."""
         v = self.eval_results.get(dataset, {}).get("bbox", {}).get(key)
         return float(v) if isinstance(v, (int, float)) else None
 

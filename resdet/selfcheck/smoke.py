@@ -208,17 +208,24 @@ def _pretrain(ctx: Context, name: str, settings: Dict[str, str], num_gpus: int =
 
 
 def pretrain_bf16_channels_last(ctx: Context) -> str:
+    """Pretraining with bfloat16 autocast and channels_last, then evaluation."""
     return _pretrain(ctx, "pretrain-bf16-channels-last", {
         "SOLVER.AMP.ENABLED": "True", "SOLVER.AMP.DTYPE": "bfloat16",
         "SOLVER.CHANNELS_LAST": "True"}, evaluate=True)
 
 
 def pretrain_fp16_loss_scaling(ctx: Context) -> str:
+    """Pretraining with float16 autocast (gradient scaling)."""
     return _pretrain(ctx, "pretrain-fp16-loss-scaling", {
         "SOLVER.AMP.ENABLED": "True", "SOLVER.AMP.DTYPE": "float16"})
 
 
 def pretrain_compile(ctx: Context) -> str:
+    """Pretraining with ``SOLVER.COMPILE`` (torch.compile).
+
+    Raises:
+        ItemSkipped: with ``--quick``.
+    """
     if ctx.quick:
         raise ItemSkipped("torch.compile takes about a minute to compile on a CPU; run without "
                           "--quick to check it")
@@ -226,6 +233,11 @@ def pretrain_compile(ctx: Context) -> str:
 
 
 def pretrain_two_gpus(ctx: Context) -> str:
+    """Pretraining on 2 GPUs (NCCL) with autocast.
+
+    Raises:
+        ItemSkipped: fewer than 2 GPUs are visible.
+    """
     if ctx.num_gpus < 2:
         raise ItemSkipped(f"needs 2 GPUs, {ctx.num_gpus} visible")
     return _pretrain(ctx, "pretrain-2-gpus-nccl", {"SOLVER.AMP.ENABLED": "True"}, num_gpus=2)
@@ -342,6 +354,11 @@ def _detection_items() -> List[tuple]:
 
 
 def detection_two_gpus(ctx: Context) -> str:
+    """R50-FPN detection training on 2 GPUs (Detectron2 engine when installed).
+
+    Raises:
+        ItemSkipped: fewer than 2 GPUs are visible.
+    """
     if ctx.num_gpus < 2:
         raise ItemSkipped(f"needs 2 GPUs, {ctx.num_gpus} visible")
     engine = "detectron2" if ctx.has_detectron2 else "torchvision"

@@ -57,9 +57,13 @@ class TrainMapper:
 
     @property
     def skipped(self) -> int:
+        """How many samples the wrapped mapper has skipped (images that cannot be used)."""
         return self.mapper.skipped
 
     def __call__(self, record: dict, position: int = 0) -> Optional[Dict[str, Any]]:
+        """A record -> ``{image: uint8 [C, H, W], file_name, target: {boxes [N, 4], labels [N]}}``,
+        or None for a skipped sample.
+        """
         out = self.mapper(record, position)
         if out is None:
             return None

@@ -61,6 +61,9 @@ class ResdetRCNNTransform(GeneralizedRCNNTransform):
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
     def normalize(self, image: Tensor) -> Tensor:
+        """A [C, H, W] image -> float, mean subtracted, divided by std (a uint8 test image is
+        resized first, as the test loader resizes).
+        """
         # torchvision's forward calls normalize, then resize, image by image.
         self._resized_uint8 = False
         if image.dtype == torch.uint8:
@@ -84,6 +87,9 @@ class ResdetRCNNTransform(GeneralizedRCNNTransform):
         return torch.from_numpy(resized).permute(2, 0, 1).to(image.device)
 
     def resize(self, image: Tensor, target: Optional[Dict[str, Tensor]] = None):
+        """At test time, resize the shortest edge to ``min_size_test`` (longest at most
+        ``max_size_test``, pixels); training images and targets pass unchanged.
+        """
         if self.training or self.min_size_test == 0 or getattr(self, "_resized_uint8", False):
             return image, target
         h, w = image.shape[-2:]
@@ -100,6 +106,7 @@ class ResdetAnchorGenerator(AnchorGenerator):
 
     def generate_anchors(self, scales, aspect_ratios, dtype=torch.float32,
                          device=None) -> Tensor:
+        """[len(scales) * len(aspect_ratios), 4] XYXY anchors centred on 0 (pixels)."""
         anchors = []
         for size in scales:
             area = float(size) ** 2
@@ -123,10 +130,15 @@ class ResdetRPN(RegionProposalNetwork):
         self.bbox_reg_loss_weight = bbox_reg_loss_weight
 
     def forward(self, images, features, targets=None):
+        """torchvision's RPN on the ``in_features`` maps only: (proposals, losses)."""
         features = OrderedDict((name, features[name]) for name in self.in_features)
         return super().forward(images, features, targets)
 
     def compute_loss(self, objectness, pred_bbox_deltas, labels, regression_targets):
+        """(objectness loss, box loss) over the sampled anchors: binary cross-entropy and
+        smooth-L1 (``smooth_l1_beta``), both divided by the number of sampled anchors and scaled
+        by ``loss_weight`` (the box loss also by ``bbox_reg_loss_weight``).
+        """
         sampled_pos, sampled_neg = self.fg_bg_sampler(labels)
         sampled_pos = torch.where(torch.cat(sampled_pos, dim=0))[0]
         sampled_neg = torch.where(torch.cat(sampled_neg, dim=0))[0]
@@ -171,6 +183,9 @@ class RoIPooler(nn.Module):
 
     def forward(self, features: Dict[str, Tensor], boxes: List[Tensor],
                 image_shapes: Optional[list] = None) -> Tensor:
+        """{name: [N, C, H, W]} features and per-image [R_i, 4] boxes (pixels) ->
+        [sum R_i, C, S, S] pooled features.
+        """
         rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], dim=1)
                           for i, b in enumerate(boxes)], dim=0)
         maps = [features[name] for name in self.in_features]
@@ -196,6 +211,7 @@ class Res5BoxHead(nn.Module):
         self.out_channels = out_channels
 
     def forward(self, x: Tensor) -> Tensor:
+        """[R, C, 14, 14] pooled RoI features -> [R, out_channels] (res5, global average pool)."""
         return self.res5(x).mean(dim=(2, 3))
 
 
@@ -213,6 +229,7 @@ class VGGBoxHead(nn.Module):
             nn.init.zeros_(fc.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """[R, C, 7, 7] pooled RoI features -> [R, fc_dim] (fc6, fc7, ReLU, dropout 0.5)."""
         x = F.dropout(F.relu(self.fc6(x.flatten(1))), 0.5, self.training)
         return F.dropout(F.relu(self.fc7(x)), 0.5, self.training)
 
@@ -231,6 +248,7 @@ class BoxPredictor(nn.Module):
         nn.init.zeros_(self.bbox_pred.bias)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """[R, D] features -> (class scores [R, K + 1], box deltas [R, 4 * (K + 1)])."""
         x = x.flatten(1)
         return self.cls_score(x), self.bbox_pred(x)
 
@@ -245,6 +263,7 @@ class ResdetRoIHeads(RoIHeads):
         self.bbox_reg_loss_weight = bbox_reg_loss_weight
 
     def forward(self, features, proposals, image_shapes, targets=None):
+        """Training: ([], losses); inference: (per-image detections, {})."""
         labels = regression_targets = None
         if self.training:
             proposals, _, labels, regression_targets = self.select_training_samples(
@@ -260,6 +279,9 @@ class ResdetRoIHeads(RoIHeads):
                 for b, s, c in zip(boxes, scores, labels)], {}
 
     def fast_rcnn_losses(self, class_logits, box_regression, labels, regression_targets):
+        """Cross-entropy and smooth-L1 (``smooth_l1_beta``) losses, the box loss normalised by the
+        number of sampled RoIs and scaled by ``bbox_reg_loss_weight``.
+        """
         labels = torch.cat(labels, dim=0)
         regression_targets = torch.cat(regression_targets, dim=0)
         loss_cls = F.cross_entropy(class_logits.float(), labels)
@@ -292,6 +314,7 @@ class FPNBackbone(nn.Module):
         self.size_divisibility = strides[-1]
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
+        """[N, C, H, W] images -> {p2..p6: FPN feature maps}."""
         feats = self.body(x)
         outs = self.fpn(OrderedDict((f, feats[f]) for f in self.in_features))
         return OrderedDict(zip(self.out_features, outs.values()))
@@ -311,6 +334,7 @@ class SingleMapBackbone(nn.Module):
         self.size_divisibility = 0
 
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
+        """[N, C, H, W] images -> {feature: its feature map} (one map)."""
         return OrderedDict([(self.feature, self.body(x)[self.feature])])
 
 
@@ -330,6 +354,9 @@ class ResdetFasterRCNN(FasterRCNN):
         GeneralizedRCNN.__init__(self, backbone, rpn, roi_heads, transform)
 
     def forward(self, images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None):
+        """[C, H, W] images (and targets) -> {Detectron2 loss name: loss} in training, else
+        per-image ``{"boxes", "scores", "labels"}`` with 0-based labels, in input pixels.
+        """
         if self.training:  # test images stay uint8: the transform resizes them as the loaders do
             images = [img if img.is_floating_point() else img.float() for img in images]
         if targets is not None:

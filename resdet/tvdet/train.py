@@ -65,12 +65,15 @@ class DetectionTask:
         self.device = device
 
     def run_step(self, model: torch.nn.Module, batch: Dict[str, list]) -> Dict[str, torch.Tensor]:
+        """One training step: the model's losses for a batch of images and targets."""
         return model(batch["images"], batch["targets"])
 
     def evaluate(self, model: torch.nn.Module) -> Dict[str, Any]:
+        """Evaluate ``model`` on ``DATASETS.TEST`` (:func:`do_test`)."""
         return do_test(self.cfg, model, self.device)
 
     def export(self, model: torch.nn.Module) -> Dict[str, Any]:
+        """What the export records: the engine and ``MODEL.RESDET.ARCH``."""
         return {"engine": "torchvision", "arch": self.cfg.MODEL.RESDET.ARCH}
 
 
