@@ -15,9 +15,12 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from resdet.errors import UserError
+
+if TYPE_CHECKING:
+    from fvcore.common.config import CfgNode
 
 ENGINES = ("auto", "detectron2", "torchvision")
 
@@ -153,7 +156,7 @@ def check_output_dir(output_dir: str) -> None:
                         "it); set OUTPUT_DIR to a writable folder.")
 
 
-def check_datasets(cfg, *, eval_only: bool, engine: str) -> None:
+def check_datasets(cfg: CfgNode, *, eval_only: bool, engine: str) -> None:
     """The run's datasets are named and on disk (synthetic ones generated), before any model is
     built or weights downloaded.
 

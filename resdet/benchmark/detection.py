@@ -11,13 +11,16 @@ sentence instead of measuring something else.
 from __future__ import annotations
 
 import importlib
-from typing import List, Tuple
+from typing import TYPE_CHECKING, List, Tuple
 
 import torch
 
 from resdet.benchmark.settings import BenchSettings, autocast, prepare_model, torch_device
 from resdet.benchmark.timing import Runner
 from resdet.errors import UserError
+
+if TYPE_CHECKING:
+    from fvcore.common.config import CfgNode
 
 
 def load_detection_config(s: BenchSettings, engine: str, overrides: tuple = ()):
@@ -73,7 +76,7 @@ def _inference_step(model: torch.nn.Module, images: list, s: BenchSettings):
     return step
 
 
-def synthetic_detection_batch(cfg, batch: int, input_size, device: torch.device,
+def synthetic_detection_batch(cfg: CfgNode, batch: int, input_size, device: torch.device,
                               seed: int = 0) -> Tuple[list, list]:
     """``batch`` random float images (0-255, the loader's output after resizing) with 4 boxes
     each: the short side is ``input_size`` (default ``INPUT.MIN_SIZE_TRAIN[0]``), the long side
@@ -92,7 +95,7 @@ def synthetic_detection_batch(cfg, batch: int, input_size, device: torch.device,
     return images, targets
 
 
-def _layout(cfg) -> str:
+def _layout(cfg: CfgNode) -> str:
     name = cfg.MODEL.BACKBONE.NAME
     return "VGG" if "vgg" in name else ("FPN" if "fpn" in name else "C4")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from typing import Dict
+from typing import TYPE_CHECKING, Dict
 
 import torch
 from detectron2.layers import FrozenBatchNorm2d as D2FrozenBatchNorm2d
@@ -23,6 +23,9 @@ from torch import nn
 from resdet.detection.options import check_resdet_can_build, network_options
 from resdet.errors import UserError
 from resdet.modeling import FrozenBatchNorm2d, build_backbone
+
+if TYPE_CHECKING:
+    from fvcore.common.config import CfgNode
 
 
 def use_detectron2_frozen_bn(module: nn.Module) -> nn.Module:
@@ -109,7 +112,7 @@ def _check_input(input_shape: D2ShapeSpec) -> None:
 
 
 @BACKBONE_REGISTRY.register()
-def build_resdet_resnet_backbone(cfg, input_shape: D2ShapeSpec) -> ResdetBackbone:
+def build_resdet_resnet_backbone(cfg: CfgNode, input_shape: D2ShapeSpec) -> ResdetBackbone:
     """The paper's C4 backbone (conv1..res4 shared, stride 16; Sec. 4.3 and Appendix A).
 
     Reads MODEL.RESDET.{ARCH,SHORTCUT}, MODEL.RESNETS.{DEPTH,NORM,STRIDE_IN_1X1,OUT_FEATURES} and
@@ -124,7 +127,7 @@ def build_resdet_resnet_backbone(cfg, input_shape: D2ShapeSpec) -> ResdetBackbon
 
 
 @BACKBONE_REGISTRY.register()
-def build_resdet_resnet_fpn_backbone(cfg, input_shape: D2ShapeSpec) -> FPN:
+def build_resdet_resnet_fpn_backbone(cfg: CfgNode, input_shape: D2ShapeSpec) -> FPN:
     """Detectron2's FPN (with a max-pooled P6) over resdet's ResNet bottom-up (the modern setting).
 
     The bottom-up keys are ``backbone.bottom_up.res2...``, the same as Detectron2's R-FPN models.
@@ -146,7 +149,7 @@ def build_resdet_resnet_fpn_backbone(cfg, input_shape: D2ShapeSpec) -> FPN:
 
 
 @BACKBONE_REGISTRY.register()
-def build_resdet_vgg_backbone(cfg, input_shape: D2ShapeSpec) -> ResdetBackbone:
+def build_resdet_vgg_backbone(cfg: CfgNode, input_shape: D2ShapeSpec) -> ResdetBackbone:
     """VGG-16 conv1_1..conv5_3 (stride 16, 512 channels), Faster R-CNN's shared layers.
 
     MODEL.BACKBONE.FREEZE_AT counts conv blocks here: 2 keeps conv1_x and conv2_x fixed, as the

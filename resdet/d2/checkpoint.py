@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -33,6 +33,9 @@ from resdet.detection.input_settings import torchvision_settings_advice
 from resdet.detection.weights_file import RANDOM_HEADS, read_detection_weights
 from resdet.errors import UserError
 from resdet.modeling import FrozenBatchNorm2d
+
+if TYPE_CHECKING:
+    from fvcore.common.config import CfgNode
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +52,8 @@ class ResdetCheckpointer(DetectionCheckpointer):
         **checkpointables: passed to Detectron2's checkpointer (``trainer=``, ``optimizer=``...).
     """
 
-    def __init__(self, model, save_dir: str = "", *, cfg=None, purpose: str = "finetune",
-                 **checkpointables):
+    def __init__(self, model, save_dir: str = "", *, cfg: Optional[CfgNode] = None,
+                 purpose: str = "finetune", **checkpointables):
         super().__init__(model, save_dir, **checkpointables)
         self._cfg = cfg
         self._purpose = purpose

@@ -11,7 +11,7 @@ Detectron2's own registrations of ``coco_2017_*`` and ``voc_*`` stay untouched
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from detectron2.structures import Boxes, Instances
 from resdet.data import catalog
 from resdet.detection.mapper import training_dicts as _training_dicts
 from resdet.detection.mapper import DetectionMapper, MappedImage
+
+if TYPE_CHECKING:
+    from fvcore.common.config import CfgNode
 
 __all__ = [
     "SkippingDatasetMapper",
@@ -46,7 +49,7 @@ def dataset_dicts(name: str, *, strict: bool = False) -> List[dict]:
     return catalog.get_dataset_dicts(name)  # raises the "unknown dataset" sentence
 
 
-def training_dicts(cfg) -> List[dict]:
+def training_dicts(cfg: CfgNode) -> List[dict]:
     """Records of all ``DATASETS.TRAIN`` (:func:`resdet.detection.mapper.training_dicts`)."""
     return _training_dicts(cfg, dataset_dicts)
 
@@ -64,7 +67,7 @@ class SkippingDatasetMapper:
         skip_bad: overrides ``DATALOADER.SKIP_BAD_SAMPLES`` when given.
     """
 
-    def __init__(self, cfg, is_train: bool = True, *, skip_bad: Optional[bool] = None):
+    def __init__(self, cfg: CfgNode, is_train: bool = True, *, skip_bad: Optional[bool] = None):
         self.mapper = DetectionMapper.from_config(cfg, is_train=is_train)
         if skip_bad is not None:
             self.mapper.skip_bad = bool(skip_bad)
@@ -93,14 +96,14 @@ class SkippingDatasetMapper:
         return record
 
 
-def build_train_loader(cfg) -> Any:
+def build_train_loader(cfg: CfgNode) -> Any:
     """Detectron2's training loader (its sampler, batching and aspect grouping from ``cfg``)
     over resdet's records and mapper."""
     mapper = SkippingDatasetMapper(cfg, is_train=True)
     return build_detection_train_loader(cfg, mapper=mapper, dataset=training_dicts(cfg))
 
 
-def build_test_loader(cfg, dataset_name: str) -> Any:
+def build_test_loader(cfg: CfgNode, dataset_name: str) -> Any:
     """Detectron2's inference loader over resdet's records of ``dataset_name``; every image is
     kept, an unreadable one is skipped with a warning (evaluation goes on)."""
     mapper = SkippingDatasetMapper(cfg, is_train=False, skip_bad=True)
@@ -117,7 +120,8 @@ def as_mapped_image(sample: Dict[str, Any]) -> MappedImage:
                        inst.gt_classes.numpy().astype(np.int64))
 
 
-def training_samples_once(cfg, dicts: Optional[List[dict]] = None) -> Iterator[MappedImage]:
+def training_samples_once(cfg: CfgNode,
+                          dicts: Optional[List[dict]] = None) -> Iterator[MappedImage]:
     """Each training record once, in dataset order, through this engine's training loader
     (Detectron2's ``build_detection_train_loader`` with a one-pass sequential sampler, one image
     per batch, no workers); skipped images are left out. For ``tools/visualize_data.py``;

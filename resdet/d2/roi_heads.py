@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import TYPE_CHECKING, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,9 @@ from torch import nn
 from resdet.d2.backbone import use_detectron2_frozen_bn
 from resdet.detection.options import check_resdet_can_build, network_options
 from resdet.modeling import build_stage
+
+if TYPE_CHECKING:
+    from fvcore.common.config import CfgNode
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -28,7 +31,7 @@ class ResdetRes5ROIHeads(Res5ROIHeads):
     """
 
     @classmethod
-    def _build_res5_block(cls, cfg) -> Tuple[nn.Sequential, int]:
+    def _build_res5_block(cls, cfg: CfgNode) -> Tuple[nn.Sequential, int]:
         res5_options = network_options(cfg).res5
         check_resdet_can_build(cfg)
         res5 = use_detectron2_frozen_bn(build_stage(res5_options.arch, "res5",
@@ -65,7 +68,7 @@ class ResdetVGGBoxHead(nn.Module):
             nn.init.zeros_(layer.bias)
 
     @classmethod
-    def from_config(cls, cfg, input_shape: D2ShapeSpec) -> dict:
+    def from_config(cls, cfg: CfgNode, input_shape: D2ShapeSpec) -> dict:
         """The head's arguments from ``cfg`` (``MODEL.RESDET.VGG_FC_DIM``)."""
         return {"input_shape": input_shape, "fc_dim": cfg.MODEL.RESDET.VGG_FC_DIM}
 

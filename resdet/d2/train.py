@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 import weakref
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import torch
 from detectron2.config import get_cfg as d2_get_cfg
@@ -36,6 +36,9 @@ from resdet.detection.evaluation import build_detection_evaluator, eval_results,
 from resdet.detection.options import check_resdet_keys_read
 from resdet.engine.events import write_eval_results
 from resdet.errors import UserError
+
+if TYPE_CHECKING:
+    from fvcore.common.config import CfgNode
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +101,7 @@ class SignalCheckpointHook(HookBase):
 
 
 @contextlib.contextmanager
-def _cpu_ddp_without_device_ids(cfg):
+def _cpu_ddp_without_device_ids(cfg: CfgNode):
     """Let DefaultTrainer wrap a CPU model in DDP (several gloo processes on a CPU machine).
 
     Detectron2's ``create_ddp_model`` always passes ``device_ids=[local_rank]``, which DDP refuses
@@ -126,7 +129,7 @@ def _cpu_ddp_without_device_ids(cfg):
 class ResdetTrainer(DefaultTrainer):
     """Detectron2's DefaultTrainer with resdet's checkpointer, evaluators, data and outputs."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: CfgNode):
         prepare_datasets(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
         prepare_datasets(cfg.DATASETS.TEST, "DATASETS.TEST")
         with _cpu_ddp_without_device_ids(cfg):
@@ -163,18 +166,18 @@ class ResdetTrainer(DefaultTrainer):
         return writers
 
     @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(cls, cfg: CfgNode):
         """resdet's training loader (:func:`resdet.d2.data.build_train_loader`)."""
         # resdet's records and mapper (resdet.d2.data): the torchvision engine's pixels and boxes.
         return d2_data.build_train_loader(cfg)
 
     @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
+    def build_test_loader(cls, cfg: CfgNode, dataset_name):
         """resdet's test loader for ``dataset_name`` (:func:`resdet.d2.data.build_test_loader`)."""
         return d2_data.build_test_loader(cfg, dataset_name)
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None):
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None):
         """resdet's COCO or VOC evaluator, as on the torchvision engine
         (:func:`resdet.detection.evaluation.build_detection_evaluator`).
 
@@ -197,7 +200,7 @@ class ResdetTrainer(DefaultTrainer):
                         f"(evaluator_type {kind!r}); list a detection dataset there.")
 
     @classmethod
-    def test(cls, cfg, model, evaluators=None):
+    def test(cls, cfg: CfgNode, model, evaluators=None):
         """DefaultTrainer's test; the main process also writes ``eval_results.json`` in
         ``OUTPUT_DIR``.
         """
@@ -208,7 +211,7 @@ class ResdetTrainer(DefaultTrainer):
         return results
 
 
-def check_config(cfg, base=None) -> None:
+def check_config(cfg: CfgNode, base=None) -> None:
     """Refuse keys the Detectron2 engine would ignore: resdet's keys it does not implement
     (pretraining's, some SOLVER ones) and MODEL.RESDET keys the chosen builders do not read.
 
@@ -224,7 +227,7 @@ def check_config(cfg, base=None) -> None:
         raise UserError(f"SOLVER.AMP.DTYPE = {cfg.SOLVER.AMP.DTYPE!r}; use float16 or bfloat16.")
 
 
-def setup(args, cfg=None) -> Any:
+def setup(args, cfg: Optional[CfgNode] = None) -> Any:
     """Detectron2's config + resdet's keys, merged with ``args.config_file`` and ``args.opts``
     (or ``cfg``, already loaded so by the engine choice).
 
@@ -272,7 +275,7 @@ def _ensure_local_process_group() -> None:
     comm.create_local_process_group(local)
 
 
-def main(args, cfg=None) -> Any:
+def main(args, cfg: Optional[CfgNode] = None) -> Any:
     """Train (or with ``args.eval_only`` evaluate) the config of ``args`` on Detectron2.
 
     Args:
@@ -317,7 +320,7 @@ class _AsTorchvisionDetector(torch.nn.Module):
     model itself does not); boxes come back in the original image's pixels.
     """
 
-    def __init__(self, model: torch.nn.Module, cfg):
+    def __init__(self, model: torch.nn.Module, cfg: CfgNode):
         super().__init__()
         from detectron2.data import transforms as T
 

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from resdet.data import get_dataset_dicts, get_metadata, read_image
 from resdet.errors import UserError
+
+if TYPE_CHECKING:
+    from fvcore.common.config import CfgNode
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ def list_images(inputs: Sequence[str]) -> List[str]:
     return files
 
 
-def class_names(cfg) -> List[str]:
+def class_names(cfg: CfgNode) -> List[str]:
     """``thing_classes`` of the config's first test (else training) dataset; numbers if none."""
     for name in list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN):
         try:
@@ -163,7 +166,7 @@ def output_path(output_dir: str, src: str, used: set) -> str:
     return os.path.join(output_dir, name + ".png")
 
 
-def predict_images(cfg, model, files: Sequence[str], output_dir: str,
+def predict_images(cfg: CfgNode, model, files: Sequence[str], output_dir: str,
                    score_thresh: float = 0.5, device=None) -> List[str]:
     """Run ``model`` on ``files`` and write one PNG per image into ``output_dir``.
 
@@ -212,14 +215,14 @@ def predict_images(cfg, model, files: Sequence[str], output_dir: str,
     return written
 
 
-def draw_dataset_examples(cfg, model, dataset_name: str, output_dir: str, count: int = 4,
+def draw_dataset_examples(cfg: CfgNode, model, dataset_name: str, output_dir: str, count: int = 4,
                           score_thresh: float = 0.5) -> List[str]:
     """Draw predictions on the first ``count`` images of a dataset (after training)."""
     files = [d["file_name"] for d in get_dataset_dicts(dataset_name)[:count]]
     return predict_images(cfg, model, files, output_dir, score_thresh)
 
 
-def draw_examples_after_training(cfg, model, count: int = 4) -> List[str]:
+def draw_examples_after_training(cfg: CfgNode, model, count: int = 4) -> List[str]:
     """Draw predictions on the first test dataset into OUTPUT_DIR/predictions, as both engines do
     after training. A courtesy: a failure only warns."""
     if not cfg.DATASETS.TEST:

@@ -19,14 +19,17 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict, defaultdict
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence
 
 from resdet.errors import UserError
+
+if TYPE_CHECKING:
+    from fvcore.common.config import CfgNode
 
 logger = logging.getLogger(__name__)
 
 
-def inference_dir(cfg, dataset_name: str) -> str:
+def inference_dir(cfg: CfgNode, dataset_name: str) -> str:
     """``OUTPUT_DIR/inference/<dataset>``: where an evaluator writes its files."""
     return os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
 
@@ -113,7 +116,7 @@ class EvaluatorGroup:
         return results
 
 
-def build_detection_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = None):
+def build_detection_evaluator(cfg: CfgNode, dataset_name: str, output_dir: Optional[str] = None):
     """The evaluator for one ``DATASETS.TEST`` entry, on either engine.
 
     Args:

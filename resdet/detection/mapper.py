@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from resdet.data.annotations import clip_and_filter, record_boxes
 from resdet.data.image_checks import read_record_image
 from resdet.errors import UserError
+
+if TYPE_CHECKING:
+    from fvcore.common.config import CfgNode
 
 logger = logging.getLogger("resdet.detection")
 
@@ -113,7 +116,7 @@ class DetectionMapper:
         self._warned: set = set()
 
     @classmethod
-    def from_config(cls, cfg, is_train: bool = True, seed: int = 0) -> "DetectionMapper":
+    def from_config(cls, cfg: CfgNode, is_train: bool = True, seed: int = 0) -> "DetectionMapper":
         """The mapper for ``cfg``'s ``INPUT.*`` and ``DATALOADER.SKIP_BAD_SAMPLES``."""
         inp = cfg.INPUT
         skip_bad = bool(cfg.DATALOADER.SKIP_BAD_SAMPLES)
@@ -194,7 +197,7 @@ class DetectionMapper:
         return MappedImage(record, np.ascontiguousarray(img), boxes, classes, flipped)
 
 
-def training_dicts(cfg, dataset_dicts: Callable[..., List[dict]]) -> List[dict]:
+def training_dicts(cfg: CfgNode, dataset_dicts: Callable[..., List[dict]]) -> List[dict]:
     """Records of all ``DATASETS.TRAIN``, strict unless ``DATALOADER.SKIP_BAD_SAMPLES``, with
     images without boxes removed per ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` (both engines).
 

@@ -17,11 +17,14 @@ setting one is an error naming it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from resdet.config import get_cfg, lookup
 from resdet.errors import UserError
 from resdet.modeling import get_arch, list_architectures, resolve_arch
+
+if TYPE_CHECKING:
+    from fvcore.common.config import CfgNode
 
 RESDET_C4 = "build_resdet_resnet_backbone"
 RESDET_FPN = "build_resdet_resnet_fpn_backbone"
@@ -101,7 +104,7 @@ class NetworkOptions:
     resdet_res5: bool
 
 
-def unread_resdet_keys(cfg) -> List[Tuple[str, Any]]:
+def unread_resdet_keys(cfg: CfgNode) -> List[Tuple[str, Any]]:
     """``(key, value)`` for each ``MODEL.RESDET`` key set away from its default that none of the
     config's builders reads (``MODEL.RESDET.NUM_CLASSES`` is pretraining's and never judged)."""
     read = set()
@@ -116,7 +119,7 @@ def unread_resdet_keys(cfg) -> List[Tuple[str, Any]]:
     return out
 
 
-def check_resdet_keys_read(cfg) -> None:
+def check_resdet_keys_read(cfg: CfgNode) -> None:
     """Refuse ``MODEL.RESDET`` keys that the chosen builders would ignore (both engines).
 
     Raises:
@@ -136,7 +139,7 @@ def check_resdet_keys_read(cfg) -> None:
     )
 
 
-def _resnet_options(cfg, arch: str, shortcut: Optional[str]) -> ResNetOptions:
+def _resnet_options(cfg: CfgNode, arch: str, shortcut: Optional[str]) -> ResNetOptions:
     """The options of a backbone made of residual (or plain) stages, asked of its spec."""
     if arch not in list_architectures():
         raise UserError(f"MODEL.RESDET.ARCH = {arch!r} is not a network; valid names are: "
@@ -165,7 +168,7 @@ def _resnet_options(cfg, arch: str, shortcut: Optional[str]) -> ResNetOptions:
                          norm=cfg.MODEL.RESNETS.NORM or None)
 
 
-def check_resdet_can_build(cfg) -> None:
+def check_resdet_can_build(cfg: CfgNode) -> None:
     """Refuse Detectron2 ResNet keys that resdet's networks do not implement (ResNeXt groups,
     dilation, deformable convs, another stem width), for configs whose ResNet resdet builds.
 
@@ -180,7 +183,7 @@ def check_resdet_can_build(cfg) -> None:
                             "engine).")
 
 
-def network_options(cfg, *, heads: bool = True) -> NetworkOptions:
+def network_options(cfg: CfgNode, *, heads: bool = True) -> NetworkOptions:
     """The networks ``cfg`` describes, after every check that both engines share.
 
     Args:

@@ -8,7 +8,7 @@ default (DESIGN.md: never silently ignored).
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, Sequence
 
 from torch import nn
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
@@ -31,6 +31,9 @@ from resdet.tvdet.model import (
     SingleMapBackbone,
     VGGBoxHead,
 )
+
+if TYPE_CHECKING:
+    from fvcore.common.config import CfgNode
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +85,7 @@ SUPPORTED_KEYS = MODEL_KEYS + TRAIN_KEYS
 POOLER_TYPES = ("ROIPool", "ROIAlign", "ROIAlignV2")
 
 
-def check_config(cfg, supported: Sequence[str] = SUPPORTED_KEYS) -> None:
+def check_config(cfg: CfgNode, supported: Sequence[str] = SUPPORTED_KEYS) -> None:
     """Refuse keys this engine would ignore, and values of read keys it cannot honour.
 
     Raises:
@@ -108,7 +111,7 @@ def check_config(cfg, supported: Sequence[str] = SUPPORTED_KEYS) -> None:
                         f"; use one of {', '.join(POOLER_TYPES)}.")
 
 
-def _same_features(cfg, expected: List[str], *keys: str) -> None:
+def _same_features(cfg: CfgNode, expected: List[str], *keys: str) -> None:
     for key in keys:
         node = lookup(cfg, key)
         if list(node) != expected:
@@ -127,7 +130,7 @@ def _broadcast(values: list, count: int, key: str) -> list:
     return values
 
 
-def _build_backbone_and_head(cfg):
+def _build_backbone_and_head(cfg: CfgNode):
     """(backbone, box pooler, box head) for the C4, FPN or VGG-16 layout that the config names
     (:func:`resdet.detection.options.network_options` decides the networks)."""
     options = network_options(cfg)
@@ -178,7 +181,7 @@ def _build_backbone_and_head(cfg):
     return backbone, pooler, head
 
 
-def build_model(cfg, *, load_weights: bool = True, weights_file=None,
+def build_model(cfg: CfgNode, *, load_weights: bool = True, weights_file=None,
                 purpose: str = "finetune") -> ResdetFasterRCNN:
     """Build the detector the config describes (on the CPU; move it with ``.to(device)``).
 

@@ -13,7 +13,7 @@ skipped with a warning naming them and a count (``DATALOADER.SKIP_BAD_SAMPLES``)
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from resdet.detection.mapper import training_dicts as _training_dicts
 from resdet.detection.mapper import FLIPS, DetectionMapper, MappedImage
 from resdet.engine import InferenceSampler, InfiniteSampler, comm, per_process_batch
 from resdet.errors import UserError
+
+if TYPE_CHECKING:
+    from fvcore.common.config import CfgNode
 
 logger = logging.getLogger(__name__)
 
@@ -137,12 +140,13 @@ def dataset_dicts(name: str, *, strict: bool = False) -> List[dict]:
     return get_dataset_dicts(name, strict=strict)
 
 
-def training_dicts(cfg) -> List[dict]:
+def training_dicts(cfg: CfgNode) -> List[dict]:
     """Records of all ``DATASETS.TRAIN`` (:func:`resdet.detection.mapper.training_dicts`)."""
     return _training_dicts(cfg, dataset_dicts)
 
 
-def training_samples_once(cfg, dicts: Optional[List[dict]] = None) -> Iterator[MappedImage]:
+def training_samples_once(cfg: CfgNode,
+                          dicts: Optional[List[dict]] = None) -> Iterator[MappedImage]:
     """Each training record once, in dataset order, as this engine's training loader maps it
     (the stream's seed 0, each record's position its index); skipped images are left out. For
     ``tools/visualize_data.py``; ``dicts``: :func:`training_dicts` if not given."""
@@ -159,7 +163,7 @@ def training_samples_once(cfg, dicts: Optional[List[dict]] = None) -> Iterator[M
                           target["boxes"].numpy(), target["labels"].numpy())
 
 
-def build_train_loader(cfg, start_iter: int = 0, *, seed: int = 0,
+def build_train_loader(cfg: CfgNode, start_iter: int = 0, *, seed: int = 0,
                        dicts: Optional[List[dict]] = None) -> Iterator[Dict[str, list]]:
     """Endless iterator of batches ``{"images": [uint8 CHW], "targets": [{"boxes", "labels"}]}``
     for this process, resuming after ``start_iter`` iterations."""
@@ -195,7 +199,7 @@ class _TestDataset(Dataset):
         return record, torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
 
 
-def build_test_loader(cfg, dataset_name: str) -> DataLoader:
+def build_test_loader(cfg: CfgNode, dataset_name: str) -> DataLoader:
     """This process's share of ``dataset_name``: items ``[(record, uint8 CHW image or None)]``
     one image at a time (Detectron2 tests one image per GPU too); the model resizes them."""
     dicts = compact_records(get_dataset_dicts(dataset_name))  # shared by forked workers

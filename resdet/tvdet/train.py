@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import torch
 
@@ -29,6 +29,9 @@ from resdet.tvdet.data import (
     training_dicts,
 )
 
+if TYPE_CHECKING:
+    from fvcore.common.config import CfgNode
+
 logger = logging.getLogger("resdet.tvdet")
 
 ENGINE_LINE = "Engine: torchvision (resdet.tvdet: torchvision's Faster R-CNN with resdet backbones)"
@@ -37,7 +40,7 @@ ENGINE_LINE = "Engine: torchvision (resdet.tvdet: torchvision's Faster R-CNN wit
 LOG_PERIOD = 20
 
 
-def do_test(cfg, model: torch.nn.Module, device: torch.device) -> Dict[str, Any]:
+def do_test(cfg: CfgNode, model: torch.nn.Module, device: torch.device) -> Dict[str, Any]:
     """Evaluate ``model`` on every ``DATASETS.TEST``; ``{dataset: {"bbox": {...}}}`` on rank 0
     (``{dataset: {}}`` elsewhere, and for the VOC2012 test split, which writes submissions)."""
     was_training = model.training
@@ -60,7 +63,7 @@ def do_test(cfg, model: torch.nn.Module, device: torch.device) -> Dict[str, Any]
 class DetectionTask:
     """The detection task for :class:`resdet.engine.Trainer` (see its module docstring)."""
 
-    def __init__(self, cfg, device: torch.device):
+    def __init__(self, cfg: CfgNode, device: torch.device):
         self.cfg = cfg
         self.device = device
 
@@ -77,7 +80,7 @@ class DetectionTask:
         return {"engine": "torchvision", "arch": self.cfg.MODEL.RESDET.ARCH}
 
 
-def cpu_threads(cfg, device: torch.device) -> int:
+def cpu_threads(cfg: CfgNode, device: torch.device) -> int:
     """Intra-op threads for CPU training: the cores of this process minus its loader workers.
 
     On a shared or small CPU, more compute threads than free cores make OpenMP's threads wait
@@ -95,7 +98,7 @@ def cpu_threads(cfg, device: torch.device) -> int:
     return threads
 
 
-def setup(args, cfg=None) -> Any:
+def setup(args, cfg: Optional[CfgNode] = None) -> Any:
     """Check that this engine can honour the config (``cfg``, or ``args.config_file`` +
     ``args.opts`` loaded here) and prepare OUTPUT_DIR (log.txt starts with the engine line, then
     config.yaml, seed)."""
@@ -118,7 +121,7 @@ def setup(args, cfg=None) -> Any:
     return cfg, seed
 
 
-def main(args, cfg=None) -> Dict[str, Any]:
+def main(args, cfg: Optional[CfgNode] = None) -> Dict[str, Any]:
     """Train (or with ``args.eval_only`` evaluate) the config's detector; returns the last
     evaluation results (rank 0).
 
