@@ -73,7 +73,9 @@ class ResdetVGGBoxHead(nn.Module):
         return {"input_shape": input_shape, "fc_dim": cfg.MODEL.RESDET.VGG_FC_DIM}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[R, C, 7, 7] pooled RoI features -> [R, fc_dim] (fc6, fc7, ReLU, dropout)."""
+        """[R, C, H, W] pooled RoI features (7 x 7 for VGG-16) -> [R, fc_dim] (fc6, fc7, ReLU,
+        dropout in training).
+        """
         x = torch.flatten(x, 1)
         x = F.dropout(F.relu(self.fc6(x)), self.dropout, self.training)
         return F.dropout(F.relu(self.fc7(x)), self.dropout, self.training)

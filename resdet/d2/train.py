@@ -81,7 +81,9 @@ class SignalCheckpointHook(HookBase):
             self._old[signum] = signal.signal(signum, self._handle)
 
     def after_step(self) -> None:
-        """After a signal: save ``model_<iter>.pth``, restore the handlers and exit with code 0."""
+        """After a signal: save ``model_<iter>.pth``, restore the handlers and stop
+        (SIGTERM: SystemExit(0); SIGINT: KeyboardInterrupt).
+        """
         if self._signal is None:
             return
         it = self.trainer.iter
