@@ -19,10 +19,11 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 PACKAGE = os.path.join(ROOT, "resdet")
 
 # DESIGN.md "Layers", top to bottom; a module may import its own layer and those below.
-# resdet.benchmark and resdet.selfcheck drive everything (tools' libraries); pretrain is an entry
-# point beside the detection adapters; cli (run_main) and errors sit below everything.
+# resdet.benchmark, resdet.selfcheck and resdet.export drive everything (tools' libraries);
+# pretrain is an entry point beside the detection adapters; cli (run_main) and errors sit below
+# everything.
 LAYERS: List[Tuple[str, ...]] = [
-    ("resdet.benchmark", "resdet.selfcheck"),
+    ("resdet.benchmark", "resdet.selfcheck", "resdet.export"),
     ("resdet.train_net", "resdet.train_detection"),
     ("resdet.d2", "resdet.tvdet", "resdet.pretrain"),
     ("resdet.reports",),

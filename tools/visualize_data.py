@@ -61,6 +61,9 @@ def main() -> None:
     engine = _engine(args.engine)
     logging.getLogger("resdet").info("Engine: %s", engine)
     cfg = load_config(args.config_file, args.opts, engine=engine)
+    from resdet.data.custom import register_custom_datasets
+
+    register_custom_datasets(cfg)  # DATASETS.CUSTOM names, as every tool takes them
     if engine == "detectron2":
         from resdet.d2 import data as engine_data
     else:

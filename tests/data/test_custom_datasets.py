@@ -245,3 +245,23 @@ def test_check_py_takes_the_config(tmp_path):
     bad = subprocess.run([sys.executable, tool, "cfg_val"], env=env, capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "cfg_val" in bad.stderr
+
+
+def test_visualize_data_takes_custom_names(tmp_path):
+    ann = write_coco(tmp_path / "c")
+    cfg_file = tmp_path / "my.yaml"
+    cfg_file.write_text(
+        "DATASETS:\n  CUSTOM:\n"
+        f"    cfg_train: {{FORMAT: coco, JSON_FILE: {ann}, IMAGE_ROOT: {tmp_path}/c/imgs}}\n"
+        "  TRAIN: ('cfg_train',)\n")
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    r = subprocess.run([sys.executable, os.path.join(root, "tools", "visualize_data.py"),
+                        "--config", str(cfg_file), "--source", "annotation", "--engine",
+                        "torchvision", "--output-dir", str(tmp_path / "vis"), "--num", "1"],
+                       env=dict(os.environ, PYTHONPATH=root), capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with open(tmp_path / "vis" / "records.json") as f:
+        records = json.load(f)
+    assert [(r["file_name"], r["classes"]) for r in records["images"]] == [
+        (f"{tmp_path}/c/imgs/img1.jpg", ["cat"])]
