@@ -136,24 +136,15 @@ def resolve_engine(requested: Optional[str], config_file: str = "",
 
 def check_output_dir(output_dir: str) -> None:
     """OUTPUT_DIR can be created (or is a writable folder), checked without creating anything,
-    so that a run that cannot start leaves no empty folder behind.
+    so that a run that cannot start leaves no empty folder behind (the check pretraining makes:
+    :func:`resdet.engine.defaults.check_output_dir`).
 
     Raises:
         UserError: naming OUTPUT_DIR and why it cannot be written.
     """
-    path = os.path.abspath(output_dir or ".")
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UserError(f"OUTPUT_DIR {output_dir} is a file, not a folder; set OUTPUT_DIR to a "
-                        "folder.")
-    existing = path
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise UserError(f"OUTPUT_DIR {output_dir} cannot be created: {existing} is a file; set "
-                        "OUTPUT_DIR to a writable folder.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"OUTPUT_DIR {output_dir} is not writable ({existing} does not allow "
-                        "it); set OUTPUT_DIR to a writable folder.")
+    from resdet.engine.defaults import check_output_dir as check
+
+    check(output_dir or ".")
 
 
 def check_datasets(cfg: CfgNode, *, eval_only: bool, engine: str) -> None:
