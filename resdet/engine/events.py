@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 from resdet.engine import comm
 from resdet.checkpoint.atomic import atomic_write_bytes
 from resdet.errors import UserError
+from resdet.evaluation.coco_evaluation import null_nonfinite
 
 METRICS_FILE = "metrics.json"
 EVAL_RESULTS_FILE = "eval_results.json"
@@ -165,22 +166,13 @@ class TensorboardWriter:
             self._writer = None
 
 
-def _json_null_nonfinite(value: Any) -> Any:
-    """NaN/inf (e.g. the AP of a class without detections) as null: JSON has no NaN."""
-    if isinstance(value, dict):
-        return {k: _json_null_nonfinite(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_eval_results(output_dir: str, results: Dict[str, Any]) -> str:
     """Write ``{dataset: {metric: value}}`` to ``output_dir/eval_results.json`` (rank 0), for
     every engine and pretraining alike; non-finite values become null."""
     path = os.path.join(output_dir, EVAL_RESULTS_FILE)
     if comm.is_main_process():
         os.makedirs(output_dir, exist_ok=True)
-        text = json.dumps(_json_null_nonfinite(results), indent=2)
+        text = json.dumps(null_nonfinite(results), indent=2, allow_nan=False)
         atomic_write_bytes(path, (text + "\n").encode())
     return path
 
