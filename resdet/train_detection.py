@@ -176,10 +176,9 @@ def check_datasets(cfg: CfgNode, *, eval_only: bool, engine: str) -> None:
                 continue
             catalog.get_metadata(name)  # raises the catalog's message, with a suggestion
         catalog.ensure_generated(name)
-        meta = catalog.get_metadata(name)
-        for path in (meta[k] for k in ("json_file", "image_root", "dirname") if meta.get(k)):
-            if not os.path.exists(path):
-                raise catalog.missing_dataset_error(name, path)
+        path = catalog.missing_path(name)
+        if path is not None:
+            raise catalog.missing_dataset_error(name, path)
 
 
 def check_run(engine: Engine, *, eval_only: bool) -> None:

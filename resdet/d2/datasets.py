@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import os
 from typing import List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -99,12 +98,10 @@ def prepare_datasets(names, key: str = "DATASETS") -> None:
         catalog.ensure_generated(name)
         if name not in catalog.list_datasets():
             continue
-        meta = catalog.get_metadata(name)
-        paths = [meta[k] for k in _PATH_KEYS if meta.get(k)]
-        for path in paths:
-            if not os.path.exists(path):
-                raise UserError(
-                    f"Dataset {name} in {key} is not on disk: {path} does not exist; put it "
-                    "there in the official layout (see datasets/README.md) or set "
-                    "$DETECTRON2_DATASETS to the folder that holds it."
-                )
+        path = catalog.missing_path(name)
+        if path is not None:
+            raise UserError(
+                f"Dataset {name} in {key} is not on disk: {path} does not exist; put it "
+                "there in the official layout (see datasets/README.md) or set "
+                "$DETECTRON2_DATASETS to the folder that holds it."
+            )

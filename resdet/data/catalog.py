@@ -167,6 +167,25 @@ def ensure_generated(name: str) -> None:
         entry.prepare()
 
 
+# Metadata keys that name a dataset's files and folders (COCO, VOC, class folders, CIFAR).
+PATH_KEYS = ("json_file", "image_root", "root", "dirname")
+
+
+def missing_path(name: str) -> Optional[str]:
+    """The first file or folder that ``name``'s metadata names and that is not on disk (None
+    when all are there), without reading the dataset.
+
+    Raises:
+        UserError: an unknown name.
+    """
+    meta = get_metadata(name)
+    for key in PATH_KEYS:
+        path = meta.get(key)
+        if isinstance(path, str) and path and not os.path.exists(path):
+            return path
+    return None
+
+
 def missing_dataset_error(name: str, path: str) -> UserError:
     """The error for a dataset whose file or folder ``path`` is not on disk."""
     return UserError(

@@ -186,9 +186,6 @@ def _libraries() -> List[Finding]:
     return out
 
 
-_PATH_KEYS = ("json_file", "image_root", "root", "dirname")
-
-
 def _datasets() -> List[Finding]:
     from resdet.data import catalog
 
@@ -204,12 +201,10 @@ def _datasets() -> List[Finding]:
         if name.startswith(("shapes_", "synthetic_")):
             continue  # generated on first use
         try:
-            meta = catalog.get_metadata(name)
+            on_disk = catalog.missing_path(name) is None
         except Exception:
-            absent.append(name)
-            continue
-        paths = [meta[k] for k in _PATH_KEYS if isinstance(meta.get(k), str)]
-        (present if paths and all(os.path.exists(p) for p in paths) else absent).append(name)
+            on_disk = False
+        (present if on_disk else absent).append(name)
     out.append(Finding("builtin datasets on disk", ", ".join(present) or "none",
                        "ok" if present else "info",
                        "" if present else "train on the generated shapes/synthetic_imagenet sets, "
