@@ -234,10 +234,11 @@ def _check_inputs(cfg: Any, args: Any):
     """Read the datasets and fetch MODEL.WEIGHTS (a download), before anything is created.
 
     Returns:
-        ``(get_train_records, (test_sets, class_subsets), weights)``: the training records (a
-        cached callable; --eval-only reads them only to compute a normaliser the weights lack),
-        the evaluation sets with the outputs each is scored over (:func:`_test_sets`), and the
-        extra fields of MODEL.WEIGHTS (a cached callable).
+        ``(get_train_records, classes, (test_sets, class_subsets), weights)``: the training
+        records (a cached callable; --eval-only reads them only to compute a normaliser the
+        weights lack), the model's output classes (:func:`_model_classes`), the evaluation sets
+        with the outputs each is scored over (:func:`_test_sets`), and the extra fields of
+        MODEL.WEIGHTS (a cached callable).
     """
     pre = cfg.PRETRAIN
     train_name = cfg.DATASETS.TRAIN[0]
@@ -262,7 +263,7 @@ def _check_inputs(cfg: Any, args: Any):
 
         resolve_weights(cfg.MODEL.WEIGHTS)  # downloads into torch.hub's cache, once
     comm.synchronize()
-    return get_train_records, test_sets, weights
+    return get_train_records, classes, test_sets, weights
 
 
 def run(cfg: Any, args: Any) -> Dict[str, Any]:
@@ -276,7 +277,7 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
     # are checked (and weights downloaded) before OUTPUT_DIR is created or the model built.
     setup_logging(None)  # the console until default_setup adds log.txt
     check_output_dir(cfg.OUTPUT_DIR)
-    get_train_records, (test_sets, class_subsets), weights = _check_inputs(cfg, args)
+    get_train_records, classes, (test_sets, class_subsets), weights = _check_inputs(cfg, args)
     seed = default_setup(cfg, args)
     device = select_device(cfg)
     if device.type == "cpu" and comm.get_world_size() == 1:
@@ -287,7 +288,6 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
         torch.set_num_threads(min(torch.get_num_threads(), spare))
     pre = cfg.PRETRAIN
     train_name = cfg.DATASETS.TRAIN[0]
-    classes, _ = _model_classes(cfg, weights() if args.eval_only else {})
     model = build_pretrain_model(cfg).to(device)
     task = ClassificationTask(
         None, test_sets, test_mode=pre.TEST_MODE,
