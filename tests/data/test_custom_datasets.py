@@ -47,7 +47,8 @@ def _perfect(dicts):
     return outs
 
 
-def test_config_block_registers_coco_and_voc_sets(tmp_path):
+def _custom_config(tmp_path):
+    """my.yaml declaring a COCO set (cfg_train) and a VOC set (cfg_val) under DATASETS.CUSTOM."""
     ann = write_coco(tmp_path / "c")
     voc = write_voc(tmp_path / "v")
     cfg_file = tmp_path / "my.yaml"
@@ -56,6 +57,11 @@ def test_config_block_registers_coco_and_voc_sets(tmp_path):
         f"    cfg_train: {{FORMAT: coco, JSON_FILE: {ann}, IMAGE_ROOT: {tmp_path}/c/imgs}}\n"
         f"    cfg_val: {{FORMAT: voc, ROOT: {voc}, SPLIT: val, CLASSES: [cat, dog]}}\n"
         "  TRAIN: ('cfg_train',)\n  TEST: ('cfg_val',)\n")
+    return cfg_file
+
+
+def test_config_block_registers_coco_and_voc_sets(tmp_path):
+    cfg_file = _custom_config(tmp_path)
     cfg = load_config(str(cfg_file))
     assert register_custom_datasets(cfg) == ["cfg_train", "cfg_val"]
     assert register_custom_datasets(cfg) == ["cfg_train", "cfg_val"]  # again: harmless
@@ -224,14 +230,7 @@ def test_python_form_on_the_detectron2_engine(tmp_path):
 
 
 def test_check_py_takes_the_config(tmp_path):
-    ann = write_coco(tmp_path / "c")
-    voc = write_voc(tmp_path / "v")
-    cfg_file = tmp_path / "my.yaml"
-    cfg_file.write_text(
-        "DATASETS:\n  CUSTOM:\n"
-        f"    cfg_train: {{FORMAT: coco, JSON_FILE: {ann}, IMAGE_ROOT: {tmp_path}/c/imgs}}\n"
-        f"    cfg_val: {{FORMAT: voc, ROOT: {voc}, SPLIT: val, CLASSES: [cat, dog]}}\n"
-        "  TRAIN: ('cfg_train',)\n  TEST: ('cfg_val',)\n")
+    cfg_file = _custom_config(tmp_path)
     tool = os.path.join(os.path.dirname(__file__), "..", "..", "datasets", "check.py")
     env = dict(os.environ, PYTHONPATH=os.path.abspath(os.path.join(tool, "..", "..")))
     r = subprocess.run([sys.executable, tool, "--config", str(cfg_file)], env=env,
@@ -248,12 +247,7 @@ def test_check_py_takes_the_config(tmp_path):
 
 
 def test_visualize_data_takes_custom_names(tmp_path):
-    ann = write_coco(tmp_path / "c")
-    cfg_file = tmp_path / "my.yaml"
-    cfg_file.write_text(
-        "DATASETS:\n  CUSTOM:\n"
-        f"    cfg_train: {{FORMAT: coco, JSON_FILE: {ann}, IMAGE_ROOT: {tmp_path}/c/imgs}}\n"
-        "  TRAIN: ('cfg_train',)\n")
+    cfg_file = _custom_config(tmp_path)
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     r = subprocess.run([sys.executable, os.path.join(root, "tools", "visualize_data.py"),
                         "--config", str(cfg_file), "--source", "annotation", "--engine",
