@@ -263,31 +263,19 @@ def load_weights(
         logger.info("Read %s", converted.describe(source))
     if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         model = model.module
-    report = LoadReport(source_format=converted.source_format, kind=converted.kind,
-                        entry=converted.entry)
     what = f"{source} ({converted.source_format})"
     model_name = f"the model {arch}" if arch else "the model"
 
     model_sd = model.state_dict()
-    new_sd: dict[str, torch.Tensor] = {}
-    outside = 0
-    for name, tensor in converted.tensors.items():
-        if source_prefix:
-            if not name.startswith(source_prefix):
-                outside += 1
-                continue
-            key = name[len(source_prefix):]
-        else:
-            key = name
-        if key not in model_sd:
-            report.unexpected.append(name)
-            continue
-        if _shape(model_sd[key]) != _shape(tensor):
-            report.mismatched.append(key)
-            report.mismatched_shapes[key] = (_shape(tensor), _shape(model_sd[key]))
-            continue
-        new_sd[key] = tensor
-        report.matched.append(key)
+    # The file's tensors under source_prefix, in the model's names; the rest is outside.
+    file_sd = {name[len(source_prefix):]: tensor for name, tensor in converted.tensors.items()
+               if name.startswith(source_prefix)}
+    outside = len(converted.tensors) - len(file_sd)
+    report = LoadReport.compare(model_sd, file_sd)
+    report.source_format, report.kind, report.entry = (converted.source_format, converted.kind,
+                                                       converted.entry)
+    report.unexpected = [source_prefix + key for key in report.unexpected]  # the file's names
+    new_sd: dict[str, torch.Tensor] = {key: file_sd[key] for key in report.matched}
 
     # Caffe2 folded BN into scale/bias: running stats become the identity (Detectron2's rule)
     for key in model_sd:
@@ -298,8 +286,7 @@ def load_weights(
                     new_sd[key] = torch.full_like(model_sd[key], fill)
                     report.filled.append(key)
 
-    report.missing = [k for k in model_sd if k not in new_sd and k not in report.mismatched
-                      and not k.endswith("num_batches_tracked")]
+    report.missing = [k for k in report.missing if k not in report.filled]
     if converted.tensors and not report.matched:
         sample_src = ", ".join(list(converted.tensors)[:3])
         sample_model = ", ".join(list(model_sd)[:3])
