@@ -174,9 +174,10 @@ def _check_num_classes(cfg: Any, records: Sequence[dict], name: str) -> None:
 
 
 def _weights_info(path: str) -> Dict[str, Any]:
-    """The extra fields of a resdet ``model_final.pth`` (normaliser, classes) and the classes
-    other weights stand for (torchvision/timm ImageNet-1k: the sorted WordNet ids); {} when the
-    file cannot be read (load_weights reports why)."""
+    """The extra fields of a resdet ``model_final.pth`` (normaliser, classes), the classes other
+    weights stand for (torchvision/timm ImageNet-1k: the sorted WordNet ids) and, as
+    ``"object"``, the file's content, so that loading the weights does not read it again; {}
+    when the file cannot be read (load_weights reports why)."""
     from resdet.checkpoint import read_weights_file
     from resdet.evaluation.classification import weights_output_classes
 
@@ -191,7 +192,7 @@ def _weights_info(path: str) -> Dict[str, Any]:
     task = ckpt.get("task") if isinstance(ckpt.get("task"), dict) else {}
     classes, classes_from = weights_output_classes(ckpt, path)
     return {"normalizer": ckpt.get("normalizer") or task.get("normalizer"),
-            "classes": classes, "classes_from": classes_from}
+            "classes": classes, "classes_from": classes_from, "object": ckpt}
 
 
 def _model_classes(cfg: Any, weights: Dict[str, Any]) -> Tuple[Optional[List[str]], str]:
@@ -315,8 +316,11 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
         if cfg.MODEL.WEIGHTS:
             from resdet.checkpoint import load_weights
 
+            # The file is read once (weights()); its content is not kept after loading.
+            content = weights().pop("object", None)
             # nothing trains what the file does not fill when evaluating: refuse such weights
-            report = load_weights(model, cfg.MODEL.WEIGHTS, arch=resolve_arch(cfg),
+            report = load_weights(model, cfg.MODEL.WEIGHTS if content is None else content,
+                                  source=cfg.MODEL.WEIGHTS, arch=resolve_arch(cfg),
                                   purpose="evaluate" if args.eval_only else "finetune")
             logger.info("Loaded %d tensors from %s (missing: %d).", len(report.matched),
                         cfg.MODEL.WEIGHTS, len(report.missing))
