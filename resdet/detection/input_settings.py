@@ -11,6 +11,7 @@ from typing import Any
 
 from resdet.checkpoint.formats import TORCHVISION_INPUT, strides_in_3x3
 from resdet.config import lookup
+from resdet.detection.options import network_options
 
 
 def torchvision_settings_advice(cfg: Any, source_format: str, weights: str) -> str:
@@ -37,7 +38,8 @@ def torchvision_settings_advice(cfg: Any, source_format: str, weights: str) -> s
                 len(have) == 3 and all(abs(float(a) - b) < 1e-2 for a, b in zip(have, want)))
         if not same:
             wanted.append(f"{key} {want!r}" if isinstance(want, str) else f"{key} {want}")
-    arch = cfg.MODEL.RESDET.ARCH or f"resnet{cfg.MODEL.RESNETS.DEPTH}"
+    # The network the builders make (resdet's ARCH, or Detectron2's resnet{DEPTH}), asked once.
+    arch = network_options(cfg, heads=False).backbone.arch
     if cfg.MODEL.RESNETS.STRIDE_IN_1X1 and strides_in_3x3(source_format, arch):
         wanted.append("MODEL.RESNETS.STRIDE_IN_1X1 False")
     if not wanted:
