@@ -134,19 +134,6 @@ def resolve_engine(requested: Optional[str], config_file: str = "",
     return Engine(name, f"Engine: {name} ({why})", cfg)
 
 
-def check_output_dir(output_dir: str) -> None:
-    """OUTPUT_DIR can be created (or is a writable folder), checked without creating anything,
-    so that a run that cannot start leaves no empty folder behind (the check pretraining makes:
-    :func:`resdet.engine.defaults.check_output_dir`).
-
-    Raises:
-        UserError: naming OUTPUT_DIR and why it cannot be written.
-    """
-    from resdet.engine.defaults import check_output_dir as check
-
-    check(output_dir or ".")
-
-
 def check_datasets(cfg: CfgNode, *, eval_only: bool, engine: str) -> None:
     """The run's datasets are named and on disk (synthetic ones generated), before any model is
     built or weights downloaded.
@@ -188,6 +175,8 @@ def check_run(engine: Engine, *, eval_only: bool) -> None:
     Raises:
         UserError: the first problem, in one sentence.
     """
+    from resdet.engine.defaults import check_output_dir  # the check pretraining makes too
+
     cfg = engine.cfg
     if engine.name == "detectron2":
         from resdet.d2.train import check_config
@@ -201,4 +190,4 @@ def check_run(engine: Engine, *, eval_only: bool) -> None:
         raise UserError(f"MODEL.WEIGHTS file {weights} does not exist; give an existing file or "
                         "a name such as torchvision://resnet101.")
     check_datasets(cfg, eval_only=eval_only, engine=engine.name)
-    check_output_dir(cfg.OUTPUT_DIR)
+    check_output_dir(cfg.OUTPUT_DIR or ".")
