@@ -200,8 +200,10 @@ def _datasets() -> List[Finding]:
     for name in catalog.list_datasets():
         if name.startswith(("shapes_", "synthetic_")):
             continue  # generated on first use
-        try:
-            on_disk = catalog.missing_path(name) is None
+        try:  # a dataset whose metadata names files, all of them there
+            meta = catalog.get_metadata(name)
+            on_disk = any(isinstance(meta.get(k), str) and meta[k] for k in catalog.PATH_KEYS) \
+                and catalog.missing_path(name) is None
         except Exception:
             on_disk = False
         (present if on_disk else absent).append(name)
