@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import torch
 from detectron2.config import get_cfg as d2_get_cfg
@@ -34,6 +34,7 @@ from resdet.data import catalog
 from resdet.detection.drawing import draw_examples_after_training
 from resdet.detection.evaluation import build_detection_evaluator, eval_results, inference_dir
 from resdet.detection.options import check_resdet_keys_read
+from resdet.engine.defaults import RunStart, undo_failed_start
 from resdet.engine.events import write_eval_results
 from resdet.errors import UserError
 
@@ -141,6 +142,16 @@ class ResdetTrainer(DefaultTrainer):
             old = self._trainer
             self._trainer = AMPTrainer(old.model, old.data_loader, old.optimizer,
                                        precision=getattr(torch, cfg.SOLVER.AMP.DTYPE))
+
+    # Called once, after the first step (resdet.d2.train.main: the start is then over).
+    after_first_step: Optional[Callable[[], None]] = None
+
+    def run_step(self) -> None:
+        """Detectron2's step, then :attr:`after_first_step` the first time."""
+        super().run_step()
+        if self.after_first_step is not None:
+            self.after_first_step()
+            self.after_first_step = None
 
     def build_hooks(self) -> List[HookBase]:
         """DefaultTrainer's hooks, with resdet's checkpointer and a signal checkpoint hook first."""
@@ -290,6 +301,18 @@ def main(args, cfg: Optional[CfgNode] = None) -> Any:
         The evaluation results (Detectron2's format), or None when nothing was evaluated.
     """
     _ensure_local_process_group()
+    if cfg is None:
+        cfg = load_config(args.config_file, list(args.opts or []),
+                          base_cfg=add_resdet_config(d2_get_cfg()))
+    # A start that fails (the model, MODEL.WEIGHTS for another model, the first batch) takes back
+    # OUTPUT_DIR, log.txt, config.yaml and metrics.json; the run's files stay once it is under
+    # way. Detectron2's own steps run inside unchanged.
+    with undo_failed_start(cfg.OUTPUT_DIR) as start:
+        return _setup_and_run(args, cfg, start)
+
+
+def _setup_and_run(args, cfg: CfgNode, start: RunStart) -> Any:
+    """:func:`main` from :func:`setup` on; ``start`` is marked once the work begins."""
     cfg = setup(args, cfg)
     if args.eval_only:
         prepare_datasets(cfg.DATASETS.TEST, "DATASETS.TEST")
@@ -297,12 +320,14 @@ def main(args, cfg: Optional[CfgNode] = None) -> Any:
         ResdetCheckpointer(model, save_dir=cfg.OUTPUT_DIR, cfg=cfg,
                            purpose="evaluate").resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume)
+        start.mark_started()
         return ResdetTrainer.test(cfg, model)
     trainer = ResdetTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     if args.resume:  # SOLVER.BASE_LR/STEPS/MAX_ITER/GAMMA changed on purpose win (issue 12)
         from resdet.d2.resume import apply_changed_solver_settings
         apply_changed_solver_settings(trainer, cfg)
+    trainer.after_first_step = start.mark_started
     try:
         trainer.train()
     except FloatingPointError as e:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Any, Callable, Iterable, List, Optional
+import shutil
+import stat
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 import torch
 
+from resdet.checkpoint.atomic import atomic_write_bytes
 from resdet.engine import comm
-from resdet.engine.events import setup_logging
+from resdet.engine.events import close_log_file, setup_logging
 from resdet.engine.lr_schedule import build_lr_schedule
 from resdet.engine.optim import build_optimizer
 from resdet.engine.trainer import Trainer, seed_all
@@ -53,6 +57,129 @@ def check_output_dir(path: str) -> None:
         where = "" if existing == path else f" ({existing} is not writable)"
         raise UserError(f"OUTPUT_DIR {path} cannot be written{where}; set OUTPUT_DIR to a "
                         "writable folder.")
+
+
+# Files a start appends to, and the config it overwrites: a failed start puts them back.
+_APPENDED = ("log.txt", "metrics.json")
+_CONFIG = "config.yaml"
+
+
+class RunStart:
+    """What a run's start adds to OUTPUT_DIR, so that a start that fails can take it back.
+
+    Made before anything is written (:func:`undo_failed_start`); records whether OUTPUT_DIR (and
+    which of its parents) existed, its entries, the sizes of the files a start appends to
+    (``log.txt``, ``log.txt.rankN``, ``metrics.json``) and the bytes of ``config.yaml``, which a
+    start overwrites. A resumed run's files are there before: they are never removed.
+
+    Args:
+        output_dir: the run's OUTPUT_DIR.
+    """
+
+    def __init__(self, output_dir: str):
+        self.output_dir = os.path.abspath(output_dir or ".")
+        self.started = False
+        # The highest folder on the way to OUTPUT_DIR that makedirs will create (None: it exists).
+        self.created_top: Optional[str] = None
+        path = self.output_dir
+        while not os.path.lexists(path):
+            self.created_top = path
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
+        self.entries = set(os.listdir(self.output_dir)) if os.path.isdir(self.output_dir) else set()
+        self.sizes: Dict[str, int] = {}
+        self.config: Optional[tuple] = None
+        for name in self.entries:
+            path = os.path.join(self.output_dir, name)
+            if not os.path.isfile(path):
+                continue
+            if name in _APPENDED or name.startswith("log.txt.rank"):
+                self.sizes[name] = os.path.getsize(path)
+            elif name == _CONFIG:
+                with open(path, "rb") as f:
+                    self.config = (f.read(), os.stat(path).st_mode)
+
+    def mark_started(self) -> None:
+        """The run is under way (its first iteration done, or evaluation begun): from here on a
+        failure keeps what the run wrote."""
+        self.started = True
+
+    def hook(self, trainer: Any, iteration: int) -> None:
+        """A :class:`Trainer` hook that calls :meth:`mark_started` after each step."""
+        self.started = True
+
+    def undo(self) -> None:
+        """Remove what the start added to OUTPUT_DIR and put back what it changed.
+
+        The log file handler into OUTPUT_DIR is closed first. Rank 0 removes OUTPUT_DIR (and the
+        parents it created) when the start created it, else the entries the start added, and
+        truncates the appended files and restores ``config.yaml``; other ranks remove only their
+        own ``log.txt.rankN``.
+        """
+        close_log_file(self.output_dir)
+        rank = comm.get_rank()
+        if rank != 0:
+            name = f"log.txt.rank{rank}"
+            if name not in self.entries:
+                _remove(os.path.join(self.output_dir, name))
+            return
+        if self.created_top is not None:
+            _remove(self.created_top)
+            return
+        if not os.path.isdir(self.output_dir):
+            return
+        for name in set(os.listdir(self.output_dir)) - self.entries:
+            _remove(os.path.join(self.output_dir, name))
+        for name, size in self.sizes.items():
+            path = os.path.join(self.output_dir, name)
+            if os.path.isfile(path) and os.path.getsize(path) > size:
+                os.truncate(path, size)
+        if self.config is not None:
+            path = os.path.join(self.output_dir, _CONFIG)
+            data, mode = self.config
+            with open(path, "rb") as f:
+                same = f.read() == data
+            if not same:
+                atomic_write_bytes(path, data)
+                os.chmod(path, stat.S_IMODE(mode))
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+@contextlib.contextmanager
+def undo_failed_start(output_dir: str) -> Iterator[RunStart]:
+    """Leave OUTPUT_DIR as it was when the run's start fails.
+
+    Wrap everything from :func:`default_setup` (which creates OUTPUT_DIR, ``log.txt`` and
+    ``config.yaml``) to the run's first iteration; call ``start.mark_started()`` where the work
+    begins, or pass ``start.hook`` to the trainer. An exception before then (a model that cannot
+    be built, MODEL.WEIGHTS for another model, a data loader that fails at once, Ctrl-C) removes
+    what the start created (:meth:`RunStart.undo`) and propagates unchanged.
+
+    Args:
+        output_dir: the run's OUTPUT_DIR.
+
+    Yields:
+        The :class:`RunStart` record.
+    """
+    start = RunStart(output_dir)
+    try:
+        yield start
+    except BaseException:
+        if not start.started:
+            try:
+                start.undo()
+            except OSError as e:  # the error that stopped the run is the one to report
+                logger.warning("Could not remove what the failed start wrote in %s (%s).",
+                               start.output_dir, e)
+        raise
 
 
 def default_setup(cfg: Any, args: Any = None) -> int:

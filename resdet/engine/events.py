@@ -56,6 +56,23 @@ def setup_logging(output_dir: Optional[str], name: str = "resdet",
     return logger
 
 
+def close_log_file(output_dir: str, name: str = "resdet") -> None:
+    """Stop logging into ``output_dir``: remove and close the ``log.txt`` handlers that
+    :func:`setup_logging` added there (the console handler stays).
+
+    Args:
+        output_dir: the run directory.
+        name: the logger configured by :func:`setup_logging`.
+    """
+    logger = logging.getLogger(name)
+    folder = os.path.abspath(output_dir)
+    for h in list(logger.handlers):
+        if (getattr(h, "_resdet", False) and isinstance(h, logging.FileHandler)
+                and os.path.dirname(h.baseFilename) == folder):
+            logger.removeHandler(h)
+            h.close()
+
+
 def _clean(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)  # JSON has no NaN/inf; keep the line parseable

@@ -24,8 +24,10 @@ from resdet.engine.defaults import (
     build_trainer,
     check_output_dir,
     default_setup,
+    RunStart,
     per_process_batch,
     select_device,
+    undo_failed_start,
 )
 from resdet.engine.events import setup_logging
 from resdet.engine.launch import default_argument_parser, launch
@@ -278,7 +280,17 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
     # are checked (and weights downloaded) before OUTPUT_DIR is created or the model built.
     setup_logging(None)  # the console until default_setup adds log.txt
     check_output_dir(cfg.OUTPUT_DIR)
-    get_train_records, classes, (test_sets, class_subsets), weights = _check_inputs(cfg, args)
+    inputs = _check_inputs(cfg, args)
+    # A start that fails (the model, MODEL.WEIGHTS for another network, the first batch) takes
+    # back OUTPUT_DIR, log.txt and config.yaml; the run's files stay once it is under way.
+    with undo_failed_start(cfg.OUTPUT_DIR) as start:
+        return _setup_and_run(cfg, args, inputs, start)
+
+
+def _setup_and_run(cfg: Any, args: Any, inputs: tuple, start: RunStart) -> Dict[str, Any]:
+    """:func:`run` from :func:`default_setup` on; ``start.mark_started()`` once the work
+    begins."""
+    get_train_records, classes, (test_sets, class_subsets), weights = inputs
     seed = default_setup(cfg, args)
     device = select_device(cfg)
     if device.type == "cpu" and comm.get_world_size() == 1:
@@ -333,6 +345,7 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
             raise UserError("--eval-only needs MODEL.WEIGHTS (e.g. OUTPUT_DIR/model_final.pth).")
         load_initial_weights()
         ensure_normalizer()
+        start.mark_started()
         results = task.evaluate(model)
         from resdet.engine.events import rounded, write_eval_results
 
@@ -350,7 +363,7 @@ def run(cfg: Any, args: Any) -> Dict[str, Any]:
         return build_train_loader(ds, batch_per_process=batch, seed=seed, start_iter=start_iter,
                                   num_workers=cfg.DATALOADER.NUM_WORKERS)
 
-    trainer = build_trainer(cfg, model, task, data_loader_fn, device=device)
+    trainer = build_trainer(cfg, model, task, data_loader_fn, device=device, hooks=[start.hook])
     resumed = trainer.resume() if args.resume else False
     if not resumed:
         load_initial_weights()

@@ -17,6 +17,7 @@ import torch
 
 from resdet.config import load_config
 from resdet.engine import build_trainer, comm, default_setup, select_device
+from resdet.engine.defaults import RunStart, undo_failed_start
 from resdet.engine.events import setup_logging, write_eval_results
 from resdet.detection.drawing import draw_examples_after_training
 from resdet.detection.evaluation import build_detection_evaluator, eval_results
@@ -130,6 +131,16 @@ def main(args, cfg: Optional[CfgNode] = None) -> Dict[str, Any]:
         cfg: the config already loaded by the engine choice (:mod:`resdet.train_detection`);
             None loads it from ``args``.
     """
+    if cfg is None:
+        cfg = load_config(args.config_file, args.opts)
+    # A start that fails (the model, MODEL.WEIGHTS for another model, the first batch) takes back
+    # OUTPUT_DIR, log.txt and config.yaml; the run's files stay once it is under way.
+    with undo_failed_start(cfg.OUTPUT_DIR) as start:
+        return _setup_and_run(args, cfg, start)
+
+
+def _setup_and_run(args, cfg: CfgNode, start: RunStart) -> Dict[str, Any]:
+    """:func:`main` from :func:`setup` on; ``start`` is marked once the work begins."""
     cfg, seed = setup(args, cfg)
     if args.eval_only and not cfg.MODEL.WEIGHTS:
         raise UserError("--eval-only needs MODEL.WEIGHTS (a model_final.pth of either engine).")
@@ -139,6 +150,7 @@ def main(args, cfg: Optional[CfgNode] = None) -> Dict[str, Any]:
     logger.info("Model: %s on %s (%d threads); parameters %s", cfg.MODEL.RESDET.ARCH, device,
                 cpu_threads(cfg, device), trainable_parameter_count(model))
     if args.eval_only:
+        start.mark_started()
         results = do_test(cfg, model, device)
         if comm.is_main_process():
             write_eval_results(cfg.OUTPUT_DIR, eval_results(cfg.DATASETS.TEST, results))
@@ -147,8 +159,8 @@ def main(args, cfg: Optional[CfgNode] = None) -> Dict[str, Any]:
     dicts = training_dicts(cfg)
     trainer = build_trainer(
         cfg, model, DetectionTask(cfg, device),
-        lambda start: build_train_loader(cfg, start, seed=seed, dicts=dicts),
-        device=device, log_period=LOG_PERIOD)
+        lambda start_iter: build_train_loader(cfg, start_iter, seed=seed, dicts=dicts),
+        device=device, log_period=LOG_PERIOD, hooks=[start.hook])
     if args.resume:
         trainer.resume()
     t0 = time.perf_counter()
