@@ -85,7 +85,10 @@ def load_detector_weights(model: nn.Module, weights: Union[str, WeightsFile],
     body = {k: v for k, v in tensors.items() if not k.startswith(("res5.",) + _HEAD_KEYS)}
     if "res5" in dict(model.backbone.body.named_children()):
         body = tensors  # FPN uses res5 in the backbone
-    load_weights(model.backbone.body, body, arch=str(weights))
+    from resdet.modeling import resolve_arch  # the message names the file, then the network
+
+    load_weights(model.backbone.body, body, source=str(weights),
+                 arch=resolve_arch(cfg) if cfg else None)
     head = model.roi_heads.box_head
     if hasattr(head, "res5"):
         load_weights(head.res5, tensors, source_prefix="res5.", arch="res5 box head")
