@@ -105,12 +105,21 @@ def test_undo_removes_only_what_the_start_created(tmp_path, output_dir):
             default_setup(cfg)  # OUTPUT_DIR, log.txt, config.yaml
             assert (output_dir / "config.yaml").read_bytes() != PREVIOUS["config.yaml"]
             (output_dir / "metrics.json").open("a").write('{"iteration": 0}\n')
-            (output_dir / "inference").mkdir()
+            (output_dir / "events.out.tfevents.1.host.1.0").write_bytes(b"")
             raise error
     assert e.value is error
     assert output_dir.exists() == existed
     assert_as_before(output_dir)
     setup_logging(None)
+
+
+def test_in_a_folder_that_was_there_only_the_starts_files_go(tmp_path):
+    with pytest.raises(UserError):
+        with undo_failed_start(str(tmp_path)):  # e.g. OUTPUT_DIR "." in a project folder
+            (tmp_path / "log.txt").write_text("the start's\n")
+            (tmp_path / "draft.txt").write_text("someone else's\n")
+            raise UserError("failed")
+    assert sorted(os.listdir(tmp_path)) == ["draft.txt"]
 
 
 def test_a_run_under_way_keeps_its_files(tmp_path):

@@ -291,6 +291,9 @@ def _ensure_local_process_group() -> None:
 def main(args, cfg: Optional[CfgNode] = None) -> Any:
     """Train (or with ``args.eval_only`` evaluate) the config of ``args`` on Detectron2.
 
+    A start that fails leaves OUTPUT_DIR as it was
+    (:func:`resdet.engine.defaults.undo_failed_start`).
+
     Args:
         args: namespace with ``config_file``, ``opts``, ``resume``, ``eval_only`` (as made by
             :func:`resdet.engine.launch.default_argument_parser`).

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import stat
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -59,18 +60,21 @@ def check_output_dir(path: str) -> None:
                         "writable folder.")
 
 
-# Files a start appends to, and the config it overwrites: a failed start puts them back.
-_APPENDED = ("log.txt", "metrics.json")
+# What a start writes into OUTPUT_DIR (resdet's and Detectron2's setup, trainer and writers):
+# log.txt[.rankN] and metrics.json are appended to, config.yaml is replaced.
+_START_FILES = re.compile(r"^(log\.txt(\.rank\d+)?|metrics\.json|config\.yaml(\.tmp\.\d+)?"
+                          r"|events\.out\.tfevents\..*)$")
+_APPENDED = re.compile(r"^(log\.txt(\.rank\d+)?|metrics\.json)$")
 _CONFIG = "config.yaml"
 
 
 class RunStart:
     """What a run's start adds to OUTPUT_DIR, so that a start that fails can take it back.
 
-    Made before anything is written (:func:`undo_failed_start`); records whether OUTPUT_DIR (and
-    which of its parents) existed, its entries, the sizes of the files a start appends to
-    (``log.txt``, ``log.txt.rankN``, ``metrics.json``) and the bytes of ``config.yaml``, which a
-    start overwrites. A resumed run's files are there before: they are never removed.
+    Made before anything is written (:func:`undo_failed_start`): whether OUTPUT_DIR and its
+    parents exist, its entries, the sizes of the files a start appends to (``log.txt``,
+    ``log.txt.rankN``, ``metrics.json``) and the bytes of ``config.yaml``, which a start
+    replaces. Files that were there before (a run being resumed) are never removed.
 
     Args:
         output_dir: the run's OUTPUT_DIR.
@@ -79,7 +83,7 @@ class RunStart:
     def __init__(self, output_dir: str):
         self.output_dir = os.path.abspath(output_dir or ".")
         self.started = False
-        # The highest folder on the way to OUTPUT_DIR that makedirs will create (None: it exists).
+        # The highest folder on the way to OUTPUT_DIR that does not exist yet (None: it exists).
         self.created_top: Optional[str] = None
         path = self.output_dir
         while not os.path.lexists(path):
@@ -90,48 +94,54 @@ class RunStart:
             path = parent
         self.entries = set(os.listdir(self.output_dir)) if os.path.isdir(self.output_dir) else set()
         self.sizes: Dict[str, int] = {}
-        self.config: Optional[tuple] = None
+        self.config: Optional[Tuple[bytes, int]] = None
         for name in self.entries:
             path = os.path.join(self.output_dir, name)
             if not os.path.isfile(path):
                 continue
-            if name in _APPENDED or name.startswith("log.txt.rank"):
+            if _APPENDED.match(name):
                 self.sizes[name] = os.path.getsize(path)
             elif name == _CONFIG:
                 with open(path, "rb") as f:
                     self.config = (f.read(), os.stat(path).st_mode)
 
     def mark_started(self) -> None:
-        """The run is under way (its first iteration done, or evaluation begun): from here on a
-        failure keeps what the run wrote."""
+        """The run is under way (its first iteration done, or its evaluation begun): from here
+        on a failure keeps what the run wrote."""
         self.started = True
 
     def hook(self, trainer: Any, iteration: int) -> None:
-        """A :class:`Trainer` hook that calls :meth:`mark_started` after each step."""
-        self.started = True
+        """A :class:`Trainer` hook (run after each step) that calls :meth:`mark_started`."""
+        self.mark_started()
 
     def undo(self) -> None:
         """Remove what the start added to OUTPUT_DIR and put back what it changed.
 
-        The log file handler into OUTPUT_DIR is closed first. Rank 0 removes OUTPUT_DIR (and the
-        parents it created) when the start created it, else the entries the start added, and
-        truncates the appended files and restores ``config.yaml``; other ranks remove only their
-        own ``log.txt.rankN``.
+        The log files into OUTPUT_DIR are closed first. A folder the start created is removed
+        with its parents that it created, and with all it holds (nothing else wrote there). In a
+        folder that was there, rank 0 removes the new files a start writes (``log.txt*``,
+        ``config.yaml``, ``metrics.json``, TensorBoard event files), cuts the appended ones back
+        to their size and puts back ``config.yaml``; other ranks remove their ``log.txt.rankN``.
         """
         close_log_file(self.output_dir)
         rank = comm.get_rank()
+        if self.created_top is not None:
+            if rank == 0:
+                _remove(self.created_top)
+            else:  # rank 0 removes the folder; this rank only what it added, if it came later
+                _remove(os.path.join(self.output_dir, f"log.txt.rank{rank}"))
+                _remove_empty_folders(self.output_dir, self.created_top)
+            return
         if rank != 0:
             name = f"log.txt.rank{rank}"
             if name not in self.entries:
                 _remove(os.path.join(self.output_dir, name))
             return
-        if self.created_top is not None:
-            _remove(self.created_top)
-            return
         if not os.path.isdir(self.output_dir):
             return
         for name in set(os.listdir(self.output_dir)) - self.entries:
-            _remove(os.path.join(self.output_dir, name))
+            if _START_FILES.match(name):
+                _remove(os.path.join(self.output_dir, name))
         for name, size in self.sizes.items():
             path = os.path.join(self.output_dir, name)
             if os.path.isfile(path) and os.path.getsize(path) > size:
@@ -139,18 +149,33 @@ class RunStart:
         if self.config is not None:
             path = os.path.join(self.output_dir, _CONFIG)
             data, mode = self.config
-            with open(path, "rb") as f:
-                same = f.read() == data
-            if not same:
+            current = None
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    current = f.read()
+            if current != data:
                 atomic_write_bytes(path, data)
                 os.chmod(path, stat.S_IMODE(mode))
 
 
 def _remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
+        shutil.rmtree(path, ignore_errors=True)
     elif os.path.lexists(path):
-        os.remove(path)
+        with contextlib.suppress(FileNotFoundError):  # another rank's undo came first
+            os.remove(path)
+
+
+def _remove_empty_folders(path: str, top: str) -> None:
+    """``rmdir`` from ``path`` up to ``top``, stopping at the first folder that is not empty."""
+    while True:
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+        if path == top:
+            return
+        path = os.path.dirname(path)
 
 
 @contextlib.contextmanager

@@ -21,10 +21,10 @@ from resdet.data.classification import align_labels
 from resdet.engine import comm
 from resdet.engine.checkpointer import Checkpointer
 from resdet.engine.defaults import (
+    RunStart,
     build_trainer,
     check_output_dir,
     default_setup,
-    RunStart,
     per_process_batch,
     select_device,
     undo_failed_start,
@@ -271,6 +271,8 @@ def _check_inputs(cfg: Any, args: Any):
 
 def run(cfg: Any, args: Any) -> Dict[str, Any]:
     """Train (or, with ``args.eval_only``, evaluate) in this process.
+
+    A start that fails leaves OUTPUT_DIR as it was (:func:`undo_failed_start`).
 
     Returns:
         ``{"eval_results": ..., "interrupted": bool, "checkpoint": path}``.

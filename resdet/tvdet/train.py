@@ -124,7 +124,8 @@ def setup(args, cfg: Optional[CfgNode] = None) -> Any:
 
 def main(args, cfg: Optional[CfgNode] = None) -> Dict[str, Any]:
     """Train (or with ``args.eval_only`` evaluate) the config's detector; returns the last
-    evaluation results (rank 0).
+    evaluation results (rank 0). A start that fails leaves OUTPUT_DIR as it was
+    (:func:`resdet.engine.defaults.undo_failed_start`).
 
     Args:
         args: namespace with ``config_file``, ``opts``, ``resume``, ``eval_only``.
