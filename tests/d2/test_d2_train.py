@@ -159,6 +159,8 @@ def test_nonfinite_loss_is_one_sentence_naming_iteration_and_checkpoint(d2_datas
     with pytest.raises(UserError, match=r"The loss became infinite or NaN at iteration 0; no "
                                         r"checkpoint was written before it\."):
         main(_args(out, "MODEL.PIXEL_STD", "[0.0, 0.0, 0.0]"))
+    assert not out.exists()  # its first iteration failed: the start left nothing (issue 15)
+    out.mkdir()
     (out / "last_checkpoint").write_text("model_0000099.pth")
     message = _nonfinite_message(str(out), 123)
     assert message.startswith("The loss became infinite or NaN at iteration 123; the last good "
