@@ -181,7 +181,8 @@ class ResdetCheckpointer(DetectionCheckpointer):
         if net is None:
             return
         converted, source = weights.converted(), self._source
-        arch = resolve_arch(self._cfg) if self._cfg is not None else None
+        cfg = self._cfg
+        arch = resolve_arch(cfg) if cfg is not None and "RESDET" in cfg.MODEL else None
         body = converted
         if "res5" not in dict(net.named_children()):  # C4: res5 is the RoI head's
             body = converted.subset(lambda k: not k.startswith(("res5.", "fc6.", "fc7.")))

@@ -126,3 +126,28 @@ def test_detector_of_another_architecture_is_refused_when_fine_tuning(d2_dataset
             r"another architecture: build the architecture and options the weights were made "
             r"for$")):
         ResdetCheckpointer(model, cfg=cfg).load(str(path))
+
+
+def test_c4_res5_head_of_another_shape_is_named(tmp_path):
+    """C4: the RoI head's res5 is checked as the torchvision engine checks it (another part)."""
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    from resdet.d2 import ResdetCheckpointer, add_resdet_config
+
+    cfg = add_resdet_config(get_cfg())
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.NAME",
+                         "build_resdet_resnet_backbone", "MODEL.ROI_HEADS.NAME",
+                         "ResdetRes5ROIHeads", "MODEL.RESDET.ARCH", "resnet18",
+                         "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"])
+    model = build_model(cfg)
+    state = build_classifier("resnet18").state_dict()
+    state["res5.1.conv2.weight"] = torch.zeros(512, 512, 1, 1)
+    path = tmp_path / "r18_1x1.pth"
+    torch.save(state, path)
+    with pytest.raises(UserError) as e:
+        ResdetCheckpointer(model, cfg=cfg).load(str(path))
+    assert str(e.value) == (
+        f"{path}: weight 'res5.1.conv2.weight' (resdet name '1.conv2.weight') has shape (512, "
+        "512, 1, 1) but the model res5 box head expects (512, 512, 3, 3); build the "
+        "architecture and options the weights were made for")
