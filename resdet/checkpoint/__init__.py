@@ -30,6 +30,7 @@ from resdet.checkpoint.formats import (
 )
 from resdet.checkpoint.loader import (
     LoadReport,
+    check_fit,
     is_class_count_mismatch,
     is_classifier_head,
     load_weights,
@@ -42,6 +43,7 @@ __all__ = [
     "LoadReport",
     "WeightsKind",
     "caffe2_to_resdet_name",
+    "check_fit",
     "check_sha256",
     "convert_to_resdet",
     "file_sha256",

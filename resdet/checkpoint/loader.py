@@ -194,6 +194,90 @@ def _shape(t: torch.Tensor) -> tuple:
     return tuple(t.shape)
 
 
+def check_fit(
+    model_state: Mapping[str, torch.Tensor],
+    converted: ConvertedWeights,
+    *,
+    source: str,
+    arch: str | None = None,
+    purpose: str = "finetune",
+    strict_shapes: bool = True,
+    strict: bool = False,
+    source_prefix: str = "",
+) -> LoadReport:
+    """Decide whether converted weights fit a network, without loading them.
+
+    What :func:`load_weights` decides before it loads, for callers that load the tensors their
+    own way (the Detectron2 engine's checkpointer matches names by suffix), so that both detection
+    engines accept and refuse the same files with the same sentence.
+
+    Args:
+        model_state: the network's ``state_dict()``, in resdet's names (a backbone, a res5
+            stage, a VGG fc6/fc7 head).
+        converted: the file's weights in resdet's names (:class:`ConvertedWeights`, e.g. a
+            :meth:`~ConvertedWeights.subset` for one part of a detector).
+        source: how messages name the weights (the file).
+        arch, purpose, strict_shapes, strict, source_prefix: as for :func:`load_weights`.
+
+    Returns:
+        A :class:`LoadReport` (``filled``: the running statistics to set to mean 0 / var 1).
+
+    Raises:
+        UserError: nothing matching at all, weights that do not fit for ``purpose`` (counts and
+            first keys), a shape mismatch outside a classifier for another class count (with
+            ``strict_shapes``), or (with ``strict``) missing keys.
+        ValueError: an unknown ``purpose``.
+    """
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
+    what = f"{source} ({converted.source_format})"
+    model_name = f"the model {arch}" if arch else "the model"
+    # The file's tensors under source_prefix, in the model's names; the rest is outside.
+    file_sd = {name[len(source_prefix):]: tensor for name, tensor in converted.tensors.items()
+               if name.startswith(source_prefix)}
+    report = LoadReport.compare(model_state, file_sd)
+    report.source_format, report.kind, report.entry = (converted.source_format, converted.kind,
+                                                       converted.entry)
+    report.unexpected = [source_prefix + key for key in report.unexpected]  # the file's names
+    matched = set(report.matched)
+
+    # Caffe2 folded BN into scale/bias: running stats become the identity (Detectron2's rule)
+    for key in model_state:
+        for stat in ("running_mean", "running_var"):
+            if key.endswith("." + stat) and key not in matched:
+                owner = key[: -len(stat)]
+                if owner + "weight" in matched:
+                    report.filled.append(key)
+
+    report.missing = [k for k in report.missing if k not in report.filled]
+    if converted.tensors and not report.matched:
+        sample_src = ", ".join(list(converted.tensors)[:3])
+        sample_model = ", ".join(list(model_state)[:3])
+        raise UserError(f"no weight in {what} fits the model{' ' + arch if arch else ''} (its "
+                        f"names, as resdet names: {sample_src}; the model's: {sample_model}); "
+                        "check the architecture and the file")
+    if purpose == "evaluate":
+        report.check("evaluate", source=source, model=model_name)
+    elif strict_shapes:
+        others = [k for k in report.mismatched if k not in report.class_count_mismatches()]
+        if others:
+            key = others[0]
+            name = source_prefix + key
+            src = converted.source_names.get(name, name)
+            alias = f" (resdet name '{key}')" if src != key else ""
+            have, want = report.mismatched_shapes[key]
+            more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
+            raise UserError(
+                f"{source}: weight '{src}'{alias} has shape {have} but {model_name} expects "
+                f"{want}{more}; build the architecture and options the weights were made for")
+    if strict and report.missing:
+        raise UserError(f"{source} lacks {len(report.missing)} weights {model_name} needs "
+                        f"({group_names(report.missing[:8])}"
+                        f"{', ...' if len(report.missing) > 8 else ''}); check the architecture "
+                        "name or pass complete weights")
+    return report
+
+
 def load_weights(
     model: nn.Module,
     weights: str | Path | dict[str, Any] | ConvertedWeights,
@@ -263,55 +347,15 @@ def load_weights(
         logger.info("Read %s", converted.describe(source))
     if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         model = model.module
-    what = f"{source} ({converted.source_format})"
-    model_name = f"the model {arch}" if arch else "the model"
-
     model_sd = model.state_dict()
-    # The file's tensors under source_prefix, in the model's names; the rest is outside.
-    file_sd = {name[len(source_prefix):]: tensor for name, tensor in converted.tensors.items()
-               if name.startswith(source_prefix)}
-    outside = len(converted.tensors) - len(file_sd)
-    report = LoadReport.compare(model_sd, file_sd)
-    report.source_format, report.kind, report.entry = (converted.source_format, converted.kind,
-                                                       converted.entry)
-    report.unexpected = [source_prefix + key for key in report.unexpected]  # the file's names
-    new_sd: dict[str, torch.Tensor] = {key: file_sd[key] for key in report.matched}
-
-    # Caffe2 folded BN into scale/bias: running stats become the identity (Detectron2's rule)
-    for key in model_sd:
-        for stat, fill in (("running_mean", 0.0), ("running_var", 1.0)):
-            if key.endswith("." + stat) and key not in new_sd:
-                owner = key[: -len(stat)]
-                if owner + "weight" in new_sd:
-                    new_sd[key] = torch.full_like(model_sd[key], fill)
-                    report.filled.append(key)
-
-    report.missing = [k for k in report.missing if k not in report.filled]
-    if converted.tensors and not report.matched:
-        sample_src = ", ".join(list(converted.tensors)[:3])
-        sample_model = ", ".join(list(model_sd)[:3])
-        raise UserError(f"no weight in {what} fits the model{' ' + arch if arch else ''} (its "
-                        f"names, as resdet names: {sample_src}; the model's: {sample_model}); "
-                        "check the architecture and the file")
-    if purpose == "evaluate":
-        report.check("evaluate", source=source, model=model_name)
-    elif strict_shapes:
-        others = [k for k in report.mismatched if k not in report.class_count_mismatches()]
-        if others:
-            key = others[0]
-            name = source_prefix + key
-            src = converted.source_names.get(name, name)
-            alias = f" (resdet name '{key}')" if src != key else ""
-            have, want = report.mismatched_shapes[key]
-            more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
-            raise UserError(
-                f"{source}: weight '{src}'{alias} has shape {have} but {model_name} expects "
-                f"{want}{more}; build the architecture and options the weights were made for")
-    if strict and report.missing:
-        raise UserError(f"{source} lacks {len(report.missing)} weights {model_name} needs "
-                        f"({group_names(report.missing[:8])}"
-                        f"{', ...' if len(report.missing) > 8 else ''}); check the architecture "
-                        "name or pass complete weights")
+    report = check_fit(model_sd, converted, source=source, arch=arch, purpose=purpose,
+                       strict_shapes=strict_shapes, strict=strict, source_prefix=source_prefix)
+    new_sd: dict[str, torch.Tensor] = {
+        key: converted.tensors[source_prefix + key] for key in report.matched}
+    for key in report.filled:  # Caffe2's folded BN: running stats become the identity
+        new_sd[key] = torch.full_like(model_sd[key], 0.0 if key.endswith("mean") else 1.0)
+    outside = sum(1 for name in converted.tensors if not name.startswith(source_prefix))
+    what = f"{source} ({converted.source_format})"
 
     model.load_state_dict(new_sd, strict=False)
     _log_report(report, what, converted.ignored, outside, source_prefix)

@@ -10,6 +10,8 @@
   through Detectron2's own Caffe2 renaming; anything else (resdet pretraining outputs, torchvision
   and timm files) is renamed by :func:`resdet.checkpoint.convert_to_resdet` and matched by
   name suffix, so ImageNet weights reach ``backbone.*``, ``roi_heads.res5.*`` and the VGG fc6/fc7.
+  Weights that do not fit are refused as the torchvision engine refuses them, by the same shared
+  checks (:func:`resdet.checkpoint.check_fit`, :meth:`resdet.checkpoint.LoadReport.check`).
 - FrozenBN layers get running mean 0 and variance 1 when a file has only the affine part
   (MSRA's models), as Detectron2's FrozenBatchNorm2d does, so both give identical outputs.
 
@@ -18,8 +20,10 @@ Saved checkpoints also carry the config (``"cfg"``: YAML text), as DESIGN.md's o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import re
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import torch
@@ -27,12 +31,12 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from detectron2.layers import FrozenBatchNorm2d as D2FrozenBatchNorm2d
 
-from resdet.checkpoint import LoadReport, resolve_weights
+from resdet.checkpoint import ConvertedWeights, LoadReport, check_fit, resolve_weights
 from resdet.checkpoint.atomic import atomic_torch_save, atomic_write_bytes
 from resdet.detection.input_settings import torchvision_settings_advice
-from resdet.detection.weights_file import RANDOM_HEADS, read_detection_weights
+from resdet.detection.weights_file import RANDOM_HEADS, WeightsFile, read_detection_weights
 from resdet.errors import UserError
-from resdet.modeling import FrozenBatchNorm2d
+from resdet.modeling import FrozenBatchNorm2d, resolve_arch
 
 if TYPE_CHECKING:
     from fvcore.common.config import CfgNode
@@ -46,9 +50,12 @@ class ResdetCheckpointer(DetectionCheckpointer):
         model: the model (or DDP wrapper) to load into and save.
         save_dir: where checkpoints and ``last_checkpoint`` go.
         cfg: the config, saved as YAML text in every checkpoint (optional).
-        purpose: ``"finetune"`` (training starts from the weights) or ``"evaluate"``
+        purpose: ``"finetune"`` (training starts from the weights: a detector whose mismatches
+            are not all a box predictor for another class count is an error) or ``"evaluate"``
             (``--eval-only``: weights that do not fill the whole detector are an error with
             matched/missing/mismatched counts, :meth:`resdet.checkpoint.LoadReport.check`).
+            Backbone weights made for another network are an error either way, with the
+            torchvision engine's sentence (:func:`resdet.checkpoint.check_fit`).
         **checkpointables: passed to Detectron2's checkpointer (``trainer=``, ``optimizer=``...).
     """
 
@@ -58,6 +65,7 @@ class ResdetCheckpointer(DetectionCheckpointer):
         self._cfg = cfg
         self._purpose = purpose
         self._source, self._is_detector = "MODEL.WEIGHTS", True
+        self._given: Dict[str, str] = {}  # resolved local file -> the name the user gave
         self._cfg_text: Optional[str] = cfg.dump() if cfg is not None else None
 
     def load(self, path: str, *args, **kwargs):
@@ -68,7 +76,8 @@ class ResdetCheckpointer(DetectionCheckpointer):
             UserError: ``path`` is a local file that does not exist.
         """
         if path and path.startswith(("torchvision://", "http://", "https://")):
-            path = resolve_weights(path)
+            given, path = path, resolve_weights(path)
+            self._given[path] = given
         elif path and not os.path.isfile(path.split("?")[0]):
             raise UserError(f"MODEL.WEIGHTS file {path} does not exist; give an existing file or "
                             "a name such as torchvision://resnet101.")
@@ -101,8 +110,10 @@ class ResdetCheckpointer(DetectionCheckpointer):
         :mod:`resdet.detection.weights_file`): whole detectors of either engine by exact name,
         model-zoo and Caffe2 files as Detectron2 loads them, anything else by name suffix."""
         weights = read_detection_weights(filename)
-        self._source, self._is_detector = filename, weights.is_detector
+        self._source, self._is_detector = self._given.get(filename, filename), weights.is_detector
         self._format = "" if weights.is_detector else weights.source_format
+        if not weights.is_detector:
+            self._check_backbone_fit(weights)
         if weights.kind == "detectron2_model_zoo":
             logger.info("Reading a file from '%s'", weights.data["__author__"])
             return weights.data
@@ -144,13 +155,59 @@ class ResdetCheckpointer(DetectionCheckpointer):
                 raise UserError("MODEL.WEIGHTS matched no weight of the model; check that the "
                                 "file is for MODEL.RESDET.ARCH.")
         _fill_frozen_bn_stats(self.model, checkpoint["model"])
-        if self._purpose == "evaluate":  # nothing trains what the file does not fill (issue 15)
-            if self._is_detector:
-                LoadReport.compare(self.model.state_dict(), checkpoint["model"]).check(
-                    "evaluate", source=self._source, model="the detector")
-            else:
-                logger.warning(RANDOM_HEADS, self._source, self._format)
+        # issue 15: as on the torchvision engine, a detector that does not fit is refused
+        # (evaluating: anything missing or mismatched; fine-tuning: any mismatch but a box
+        # predictor for another class count); backbone files were checked in _load_file.
+        if self._is_detector:
+            LoadReport.compare(self.model.state_dict(), checkpoint["model"]).check(
+                self._purpose, source=self._source, model="the detector")
+        elif self._purpose == "evaluate":
+            logger.warning(RANDOM_HEADS, self._source, self._format)
         return super()._load_model(checkpoint)
+
+    def _check_backbone_fit(self, weights: WeightsFile) -> None:
+        """Refuse backbone weights made for another network, exactly as the torchvision engine
+        does (:func:`resdet.tvdet.weights.load_detector_weights`): the shared
+        :func:`resdet.checkpoint.check_fit` on the same parts in resdet's names, which this
+        translates from Detectron2's modules: the backbone network (``backbone.bottom_up`` under
+        FPN), the C4 head's ``roi_heads.res5`` and the VGG-16 ``roi_heads.box_head.fc6/fc7``.
+
+        Raises:
+            UserError: one sentence naming the file, the first weight of another shape and the
+                network (:func:`resdet.checkpoint.check_fit`), or no weight fitting at all.
+        """
+        backbone = getattr(self.model, "backbone", None)
+        net = getattr(backbone, "bottom_up", backbone)
+        if net is None:
+            return
+        converted, source = weights.converted(), self._source
+        cfg = self._cfg
+        arch = resolve_arch(cfg) if cfg is not None and "RESDET" in cfg.MODEL else None
+        body = converted
+        if "res5" not in dict(net.named_children()):  # C4: res5 is the RoI head's
+            body = converted.subset(lambda k: not k.startswith(("res5.", "fc6.", "fc7.")))
+        check_fit(net.state_dict(), body, source=source, arch=arch)
+        heads = getattr(self.model, "roi_heads", None)
+        box_head = getattr(heads, "box_head", None)
+        if isinstance(getattr(heads, "res5", None), torch.nn.Module):
+            check_fit(heads.res5.state_dict(), converted, source=source, source_prefix="res5.",
+                      arch="res5 box head")
+        elif hasattr(box_head, "fc6"):
+            fc = _fc6_fc7(converted)
+            if fc.tensors:
+                check_fit(box_head.state_dict(), fc, source=source, arch="fc6/fc7 box head")
+
+
+def _fc6_fc7(converted: ConvertedWeights) -> ConvertedWeights:
+    """The file's fc6/fc7 (a VGG-16 classifier's, or a Detectron2 VGG detector's
+    ``roi_heads.box_head.fc6/fc7``) under the names of the VGG-16 box head."""
+    tensors, names = {}, {}
+    for key, value in converted.tensors.items():
+        m = re.match(r"^(?:.*\.)?((?:fc6|fc7)\.(?:weight|bias))$", key)
+        if m:
+            tensors[m.group(1)] = value
+            names[m.group(1)] = converted.source_names.get(key, key)
+    return dataclasses.replace(converted, tensors=tensors, source_names=names)
 
 
 def _fill_frozen_bn_stats(model: torch.nn.Module, state: Dict[str, Any]) -> None:
