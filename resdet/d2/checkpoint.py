@@ -20,10 +20,8 @@ Saved checkpoints also carry the config (``"cfg"``: YAML text), as DESIGN.md's o
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-import re
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import torch
@@ -31,10 +29,15 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 from detectron2.layers import FrozenBatchNorm2d as D2FrozenBatchNorm2d
 
-from resdet.checkpoint import ConvertedWeights, LoadReport, check_fit, resolve_weights
+from resdet.checkpoint import LoadReport, check_fit, resolve_weights
 from resdet.checkpoint.atomic import atomic_torch_save, atomic_write_bytes
 from resdet.detection.input_settings import torchvision_settings_advice
-from resdet.detection.weights_file import RANDOM_HEADS, WeightsFile, read_detection_weights
+from resdet.detection.weights_file import (
+    RANDOM_HEADS,
+    WeightsFile,
+    fc6_fc7_weights,
+    read_detection_weights,
+)
 from resdet.errors import UserError
 from resdet.modeling import FrozenBatchNorm2d, resolve_arch
 
@@ -193,21 +196,9 @@ class ResdetCheckpointer(DetectionCheckpointer):
             check_fit(heads.res5.state_dict(), converted, source=source, source_prefix="res5.",
                       arch="res5 box head")
         elif hasattr(box_head, "fc6"):
-            fc = _fc6_fc7(converted)
+            fc = fc6_fc7_weights(converted)
             if fc.tensors:
                 check_fit(box_head.state_dict(), fc, source=source, arch="fc6/fc7 box head")
-
-
-def _fc6_fc7(converted: ConvertedWeights) -> ConvertedWeights:
-    """The file's fc6/fc7 (a VGG-16 classifier's, or a Detectron2 VGG detector's
-    ``roi_heads.box_head.fc6/fc7``) under the names of the VGG-16 box head."""
-    tensors, names = {}, {}
-    for key, value in converted.tensors.items():
-        m = re.match(r"^(?:.*\.)?((?:fc6|fc7)\.(?:weight|bias))$", key)
-        if m:
-            tensors[m.group(1)] = value
-            names[m.group(1)] = converted.source_names.get(key, key)
-    return dataclasses.replace(converted, tensors=tensors, source_names=names)
 
 
 def _fill_frozen_bn_stats(model: torch.nn.Module, state: Dict[str, Any]) -> None:

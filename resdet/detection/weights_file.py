@@ -21,7 +21,9 @@ kind                       what it is
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -48,6 +50,31 @@ DETECTOR_KINDS = ("detectron2_detector", "torchvision_detector")
 RANDOM_HEADS = ("%s holds %s backbone weights, not a trained detector: the RPN and box heads "
                 "are random, so these results measure nothing; pass a model_final.pth written "
                 "by tools/train_net.py (either engine) to evaluate a detector.")
+
+
+# A VGG-16 classifier's fc6/fc7, or a Detectron2 VGG detector's roi_heads.box_head.fc6/fc7.
+_FC6_FC7 = re.compile(r"^(?:.*\.)?((?:fc6|fc7)\.(?:weight|bias))$")
+
+
+def fc6_fc7_weights(converted: ConvertedWeights) -> ConvertedWeights:
+    """The file's fc6/fc7 weights under the names of the VGG-16 box head, for both engines.
+
+    Args:
+        converted: backbone or classifier weights in resdet's names
+            (:meth:`WeightsFile.converted`).
+
+    Returns:
+        The ``fc6.weight``, ``fc6.bias``, ``fc7.weight`` and ``fc7.bias`` the file holds (a
+        VGG-16 classifier's, or a Detectron2 VGG detector's ``roi_heads.box_head.fc6/fc7``),
+        with each one's name in the file kept for messages; no tensors when it holds none.
+    """
+    tensors, names = {}, {}
+    for key, value in converted.tensors.items():
+        m = _FC6_FC7.match(key)
+        if m:
+            tensors[m.group(1)] = value
+            names[m.group(1)] = converted.source_names.get(key, key)
+    return dataclasses.replace(converted, tensors=tensors, source_names=names)
 
 
 def _strip_module(sd: Dict[Any, Any]) -> Dict[Any, Any]:
