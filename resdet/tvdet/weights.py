@@ -10,7 +10,6 @@ both in its ``model_final.pth`` and the Detectron2 engine can start from it (and
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Dict, Union
 
 import torch
@@ -19,12 +18,14 @@ from torch import nn
 from resdet.checkpoint import LoadReport, load_weights
 from resdet.checkpoint.loader import group_names
 from resdet.detection.input_settings import torchvision_settings_advice
-from resdet.detection.weights_file import RANDOM_HEADS, WeightsFile, read_detection_weights
+from resdet.detection.weights_file import (
+    RANDOM_HEADS,
+    WeightsFile,
+    fc6_fc7_weights,
+    read_detection_weights,
+)
 
 logger = logging.getLogger(__name__)
-
-_HEAD_KEYS = ("fc6.", "fc7.")
-
 
 
 def is_detector_checkpoint(weights: str) -> bool:
@@ -81,23 +82,25 @@ def load_detector_weights(model: nn.Module, weights: Union[str, WeightsFile],
     advice = torchvision_settings_advice(cfg, converted.source_format, weights) if cfg else ""
     if advice:
         logger.warning("%s.", advice)
-    tensors = converted.tensors
-    body = {k: v for k, v in tensors.items() if not k.startswith(("res5.",) + _HEAD_KEYS)}
-    if "res5" in dict(model.backbone.body.named_children()):
-        body = tensors  # FPN uses res5 in the backbone
+    logger.info("Read %s", converted.describe(weights))
+    # Each part gets the converted file itself (a subset), named as the user gave it, so every
+    # message is the Detectron2 engine's (resdet.d2.checkpoint): the file's own key names, its
+    # layout label, the file name.
+    body = converted
+    if "res5" not in dict(model.backbone.body.named_children()):  # C4: res5 is the RoI head's
+        body = converted.subset(lambda k: not k.startswith(("res5.", "fc6.", "fc7.")))
     from resdet.modeling import resolve_arch  # the message names the file, then the network
 
-    load_weights(model.backbone.body, body, source=str(weights),
+    load_weights(model.backbone.body, body, source=weights,
                  arch=resolve_arch(cfg) if cfg else None)
     head = model.roi_heads.box_head
     if hasattr(head, "res5"):
-        load_weights(head.res5, tensors, source_prefix="res5.", arch="res5 box head")
+        load_weights(head.res5, converted, source=weights, source_prefix="res5.",
+                     arch="res5 box head")
     elif hasattr(head, "fc6"):
-        # the classifier's fc6/fc7, or a Detectron2 VGG detector's roi_heads.box_head.fc6/fc7
-        fc = {m.group(1): v for k, v in tensors.items()
-              for m in [re.match(r"^(?:.*\.)?((?:fc6|fc7)\.(?:weight|bias))$", k)] if m}
-        if fc:
-            load_weights(head, fc, arch="fc6/fc7 box head")
+        fc = fc6_fc7_weights(converted)
+        if fc.tensors:
+            load_weights(head, fc, source=weights, arch="fc6/fc7 box head")
         else:
             logger.warning("%s has no fc6/fc7 weights; the VGG-16 box head starts random.",
                            weights)
