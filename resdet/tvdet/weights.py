@@ -77,15 +77,14 @@ def load_detector_weights(model: nn.Module, weights: Union[str, WeightsFile],
         logger.info("Loaded detector weights from %s (%d tensors).", weights, len(report.matched))
         return
     converted = file.converted()
-    if purpose == "evaluate":
-        logger.warning(RANDOM_HEADS, weights, converted.source_format)
-    advice = torchvision_settings_advice(cfg, converted.source_format, weights) if cfg else ""
-    if advice:
-        logger.warning("%s.", advice)
     logger.info("Read %s", converted.describe(weights))
+    # BatchNorm's step counter is no weight: a FrozenBN detector has no place for it, and the
+    # Detectron2 engine drops it too (no "unexpected weights" warning for every torchvision file).
+    converted = converted.subset(lambda k: not k.endswith("num_batches_tracked"))
     # Each part gets the converted file itself (a subset), named as the user gave it, so every
     # message is the Detectron2 engine's (resdet.d2.checkpoint): the file's own key names, its
-    # layout label, the file name.
+    # layout label, the file name. Advice waits until the file fits: a refused file is one
+    # sentence, as there.
     body = converted
     if "res5" not in dict(model.backbone.body.named_children()):  # C4: res5 is the RoI head's
         body = converted.subset(lambda k: not k.startswith(("res5.", "fc6.", "fc7.")))
@@ -104,6 +103,11 @@ def load_detector_weights(model: nn.Module, weights: Union[str, WeightsFile],
         else:
             logger.warning("%s has no fc6/fc7 weights; the VGG-16 box head starts random.",
                            weights)
+    if purpose == "evaluate":
+        logger.warning(RANDOM_HEADS, weights, converted.source_format)
+    advice = torchvision_settings_advice(cfg, converted.source_format, weights) if cfg else ""
+    if advice:
+        logger.warning("%s.", advice)
 
 
 def backbone_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:

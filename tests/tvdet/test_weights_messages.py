@@ -6,6 +6,8 @@ Detectron2 engine where Detectron2 imports."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 import torchvision
@@ -21,6 +23,13 @@ R18_C4 = ("faster_rcnn_R50_coco.yaml",
 R18_FPN = ("quickstart.yaml", [])
 VGG = ("faster_rcnn_VGG16_coco.yaml", ["MODEL.RESDET.VGG_FC_DIM", "16"])
 CPU = ["MODEL.DEVICE", "cpu"]
+
+
+def _warnings(caplog) -> list:
+    """resdet's warnings: none before a refusal (advice on input settings waits for a file that
+    fits), so the user reads one sentence."""
+    return [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.WARNING and r.name.startswith("resdet")]
 
 
 def _vgg16_state(fc6_in: int = 512 * 7 * 7, fc_dim: int = 16) -> dict:
@@ -82,15 +91,17 @@ CASES = {"resnet50_file_for_resnet18": _resnet50, "c4_res5_head_of_another_shape
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_torchvision_engine_names_the_file_and_its_own_keys(case, tmp_path):
+def test_torchvision_engine_names_the_file_and_its_own_keys(case, tmp_path, caplog):
     (name, opts), path, expected = CASES[case](tmp_path)
-    with pytest.raises(UserError) as e:
-        build_model(load_config(config_path(name), opts + CPU + ["MODEL.WEIGHTS", str(path)]))
+    cfg = load_config(config_path(name), opts + CPU + ["MODEL.WEIGHTS", str(path)])
+    with pytest.raises(UserError) as e, caplog.at_level(logging.WARNING):
+        build_model(cfg)
     assert str(e.value) == expected
+    assert _warnings(caplog) == []
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_detectron2_engine_says_the_same(case, tmp_path):
+def test_detectron2_engine_says_the_same(case, tmp_path, caplog):
     pytest.importorskip("detectron2")
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model as d2_build_model
@@ -101,6 +112,27 @@ def test_detectron2_engine_says_the_same(case, tmp_path):
     cfg = load_config(config_path(name), opts + CPU + ["MODEL.WEIGHTS", str(path)],
                       base_cfg=add_resdet_config(get_cfg()))
     model = d2_build_model(cfg)
-    with pytest.raises(UserError) as e:
+    with pytest.raises(UserError) as e, caplog.at_level(logging.WARNING):
         ResdetCheckpointer(model, cfg=cfg).load(cfg.MODEL.WEIGHTS)
     assert str(e.value) == expected
+    assert _warnings(caplog) == []
+
+
+def test_torchvision_file_that_fits_warns_only_about_input_settings(tmp_path, caplog):
+    """A torchvision ResNet-18 into the C4 (FrozenBN) ResNet-18 detector: loaded, and the one
+    warning is the input settings it was trained with (its BN step counters are no weights)."""
+    from resdet.tvdet.weights import backbone_state_dict
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(net.state_dict(), path)
+    (name, opts) = R18_C4
+    cfg = load_config(config_path(name), opts + CPU + ["MODEL.WEIGHTS", str(path)])
+    with caplog.at_level(logging.WARNING):
+        det = build_model(cfg)
+    (warning,) = _warnings(caplog)
+    assert warning.startswith(f"{path} holds torchvision weights, trained on RGB images")
+    got = backbone_state_dict(det)
+    torch.testing.assert_close(got["res2.1.conv2.weight"], net.layer1[1].conv2.weight)
+    torch.testing.assert_close(got["res5.1.conv2.norm.running_var"], net.layer4[1].bn2.running_var)
