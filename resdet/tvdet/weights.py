@@ -15,7 +15,7 @@ from typing import Any, Dict, Union
 import torch
 from torch import nn
 
-from resdet.checkpoint import LoadReport, load_weights
+from resdet.checkpoint import ConvertedWeights, LoadReport, load_weights
 from resdet.checkpoint.loader import group_names
 from resdet.detection.input_settings import torchvision_settings_advice
 from resdet.detection.weights_file import (
@@ -78,9 +78,6 @@ def load_detector_weights(model: nn.Module, weights: Union[str, WeightsFile],
         return
     converted = file.converted()
     logger.info("Read %s", converted.describe(weights))
-    # BatchNorm's step counter is no weight: a FrozenBN detector has no place for it, and the
-    # Detectron2 engine drops it too (no "unexpected weights" warning for every torchvision file).
-    converted = converted.subset(lambda k: not k.endswith("num_batches_tracked"))
     # Each part gets the converted file itself (a subset), named as the user gave it, so every
     # message is the Detectron2 engine's (resdet.d2.checkpoint): the file's own key names, its
     # layout label, the file name. Advice waits until the file fits: a refused file is one
@@ -90,12 +87,12 @@ def load_detector_weights(model: nn.Module, weights: Union[str, WeightsFile],
         body = converted.subset(lambda k: not k.startswith(("res5.", "fc6.", "fc7.")))
     from resdet.modeling import resolve_arch  # the message names the file, then the network
 
-    load_weights(model.backbone.body, body, source=weights,
+    load_weights(model.backbone.body, _placed_counters(body, model.backbone.body), source=weights,
                  arch=resolve_arch(cfg) if cfg else None)
     head = model.roi_heads.box_head
     if hasattr(head, "res5"):
-        load_weights(head.res5, converted, source=weights, source_prefix="res5.",
-                     arch="res5 box head")
+        load_weights(head.res5, _placed_counters(converted, head.res5, "res5."), source=weights,
+                     source_prefix="res5.", arch="res5 box head")
     elif hasattr(head, "fc6"):
         fc = fc6_fc7_weights(converted)
         if fc.tensors:
@@ -108,6 +105,22 @@ def load_detector_weights(model: nn.Module, weights: Union[str, WeightsFile],
     advice = torchvision_settings_advice(cfg, converted.source_format, weights) if cfg else ""
     if advice:
         logger.warning("%s.", advice)
+
+
+def _placed_counters(converted: ConvertedWeights, part: nn.Module,
+                     prefix: str = "") -> ConvertedWeights:
+    """``converted`` without the BatchNorm step counters (``num_batches_tracked``) under
+    ``prefix`` that ``part`` has no place for (FrozenBN: the C4 detectors).
+
+    A counter is no weight: Detectron2's adapter drops them before loading, so no "unexpected
+    weights" warning for every torchvision or timm file. They never match, so whether the file
+    fits, and the sentence when not, is what :func:`resdet.checkpoint.check_fit` decides on the
+    whole file (as the Detectron2 engine checks it).
+    """
+    names = set(part.state_dict())
+    return converted.subset(lambda k: not (k.endswith("num_batches_tracked")
+                                           and k.startswith(prefix)
+                                           and k[len(prefix):] not in names))
 
 
 def backbone_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
