@@ -96,7 +96,8 @@ def test_config_reads_paper_keys(path):
     assert roi.box_roi_pool.pooler_type == cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE
     assert roi.box_roi_pool.output_size == (cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION,) * 2
     sizes = [len(s) for s in cfg.MODEL.ANCHOR_GENERATOR.SIZES]
-    assert model.rpn.anchor_generator.num_anchors_per_location()[0] == sizes[0] * 3
+    ratios = [len(r) for r in cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS]
+    assert model.rpn.anchor_generator.num_anchors_per_location()[0] == sizes[0] * ratios[0]
     assert model.transform.min_size_test == cfg.INPUT.MIN_SIZE_TEST
     mean = torch.tensor(cfg.MODEL.PIXEL_MEAN).view(3, 1, 1)
     torch.testing.assert_close(model.transform.pixel_mean, mean)
