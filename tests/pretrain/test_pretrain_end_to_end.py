@@ -123,7 +123,11 @@ def test_cifar_batches_train(root):
         with open(os.path.join(d, "metrics.json")) as f:
             return [r["loss_cls"] for r in map(json.loads, f) if "loss_cls" in r]
 
-    assert len(losses(out)) == 2 and losses(out) == losses(out + "_again")
+    # The second run has a loader worker, so one compute thread fewer: float sums in another
+    # order (differences ~1e-7); another sample order would move the losses far more.
+    assert len(losses(out)) == 2
+    torch.testing.assert_close(torch.tensor(losses(out + "_again")), torch.tensor(losses(out)),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_num_classes_mismatch_names_key(root):
