@@ -35,6 +35,7 @@ from resdet.detection.input_settings import torchvision_settings_advice
 from resdet.detection.weights_file import (
     RANDOM_HEADS,
     WeightsFile,
+    backbone_weights,
     fc6_fc7_weights,
     read_detection_weights,
 )
@@ -186,10 +187,7 @@ class ResdetCheckpointer(DetectionCheckpointer):
         converted, source = weights.converted(), self._source
         cfg = self._cfg
         arch = resolve_arch(cfg) if cfg is not None and "RESDET" in cfg.MODEL else None
-        body = converted
-        if "res5" not in dict(net.named_children()):  # C4: res5 is the RoI head's
-            body = converted.subset(lambda k: not k.startswith(("res5.", "fc6.", "fc7.")))
-        check_fit(net.state_dict(), body, source=source, arch=arch)
+        check_fit(net.state_dict(), backbone_weights(converted, net), source=source, arch=arch)
         heads = getattr(self.model, "roi_heads", None)
         box_head = getattr(heads, "box_head", None)
         if isinstance(getattr(heads, "res5", None), torch.nn.Module):

@@ -240,6 +240,12 @@ def check_config(cfg: CfgNode, base=None) -> None:
         raise UserError(f"SOLVER.AMP.DTYPE = {cfg.SOLVER.AMP.DTYPE!r}; use float16 or bfloat16.")
 
 
+def _load_config(args, base: CfgNode) -> CfgNode:
+    """``args.config_file`` merged over ``base`` (Detectron2's defaults and resdet's keys), then
+    ``args.opts``."""
+    return load_config(args.config_file, list(args.opts or []), base_cfg=base)
+
+
 def setup(args, cfg: Optional[CfgNode] = None) -> Any:
     """Detectron2's config + resdet's keys, merged with ``args.config_file`` and ``args.opts``
     (or ``cfg``, already loaded so by the engine choice).
@@ -250,7 +256,7 @@ def setup(args, cfg: Optional[CfgNode] = None) -> Any:
     """
     base = add_resdet_config(d2_get_cfg())
     if cfg is None:
-        cfg = load_config(args.config_file, list(args.opts or []), base_cfg=base)
+        cfg = _load_config(args, base)
     check_config(cfg, base)
     requested = cfg.MODEL.DEVICE
     no_gpu = str(requested).startswith("cuda") and not torch.cuda.is_available()
@@ -305,8 +311,7 @@ def main(args, cfg: Optional[CfgNode] = None) -> Any:
     """
     _ensure_local_process_group()
     if cfg is None:
-        cfg = load_config(args.config_file, list(args.opts or []),
-                          base_cfg=add_resdet_config(d2_get_cfg()))
+        cfg = _load_config(args, add_resdet_config(d2_get_cfg()))
     # A start that fails (the model, MODEL.WEIGHTS for another model, the first batch) takes back
     # OUTPUT_DIR, log.txt, config.yaml and metrics.json; the run's files stay once it is under
     # way. Detectron2's own steps run inside unchanged.

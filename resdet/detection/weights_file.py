@@ -77,6 +77,23 @@ def fc6_fc7_weights(converted: ConvertedWeights) -> ConvertedWeights:
     return dataclasses.replace(converted, tensors=tensors, source_names=names)
 
 
+def backbone_weights(converted: ConvertedWeights, network: torch.nn.Module) -> ConvertedWeights:
+    """The part of a backbone or classifier file that the detector's backbone network takes, for
+    both engines.
+
+    Args:
+        converted: the file in resdet's names (:meth:`WeightsFile.converted`).
+        network: the backbone network (its children named ``stem``, ``res2`` ...).
+
+    Returns:
+        All of ``converted`` when ``network`` has ``res5`` (FPN); otherwise (C4, VGG-16) all but
+        ``res5.*``, ``fc6.*`` and ``fc7.*``, which belong to the RoI box head.
+    """
+    if "res5" in dict(network.named_children()):
+        return converted
+    return converted.subset(lambda k: not k.startswith(("res5.", "fc6.", "fc7.")))
+
+
 def _strip_module(sd: Dict[Any, Any]) -> Dict[Any, Any]:
     return {k[len("module."):] if isinstance(k, str) and k.startswith("module.") else k: v
             for k, v in sd.items()}

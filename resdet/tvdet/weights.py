@@ -21,6 +21,7 @@ from resdet.detection.input_settings import torchvision_settings_advice
 from resdet.detection.weights_file import (
     RANDOM_HEADS,
     WeightsFile,
+    backbone_weights,
     fc6_fc7_weights,
     read_detection_weights,
 )
@@ -82,9 +83,7 @@ def load_detector_weights(model: nn.Module, weights: Union[str, WeightsFile],
     # message is the Detectron2 engine's (resdet.d2.checkpoint): the file's own key names, its
     # layout label, the file name. Advice waits until the file fits: a refused file is one
     # sentence, as there.
-    body = converted
-    if "res5" not in dict(model.backbone.body.named_children()):  # C4: res5 is the RoI head's
-        body = converted.subset(lambda k: not k.startswith(("res5.", "fc6.", "fc7.")))
+    body = backbone_weights(converted, model.backbone.body)
     from resdet.modeling import resolve_arch  # the message names the file, then the network
 
     load_weights(model.backbone.body, _placed_counters(body, model.backbone.body), source=weights,
